@@ -1,0 +1,35 @@
+"""`python -m mnist_sweep [overrides]`: one Hydra-composed training run (or a sweep of them with -m)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mnist_sweep.config import register_configs
+from mnist_sweep.errors import UserError
+from mnist_sweep.train import train
+
+log = logging.getLogger("mnist_sweep")
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, float]:
+    hydra_cfg = HydraConfig.get()
+    try:
+        return train(cfg, Path(hydra_cfg.runtime.output_dir)).objectives()
+    except UserError as exc:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweeper records this trial as failed and carries on
+        print(f"mnist_sweep: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Typed schemas for the config (Hydra checks types on every override) and the range checks types can't express."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from mnist_sweep.errors import UserError
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 15
+    batch_size: int = 128
+    eval_batch_size: int = 2048
+    device: str = "auto"  # auto: cuda when present, else cpu
+    num_threads: int | None = None  # torch intra-op threads; None keeps torch's default (one per core)
+    label_smoothing: float = 0.0
+    l1_weight: float = 0.0
+    grad_clip: float | None = None  # max gradient norm
+    patience: int | None = None  # early stopping: epochs without a better val accuracy; None = off
+    val_size: int = 5000  # images held out of the 60k training set, fixed by dataset.split_seed
+    keep_best: bool = True  # test the best-validation epoch's weights rather than the last epoch's
+    progress: bool = True  # progress bar per epoch (tqdm stays quiet anyway when output is not a terminal)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "${oc.env:MNIST_SWEEP_DATA,data}"
+    extra_dirs: list[str] = field(default_factory=list)  # also searched, after root
+    download: bool = True
+    split_seed: int = 0
+    train_limit: int | None = None  # keep only the first N training images (smoke runs)
+    mean: float = MISSING
+    std: float = MISSING
+
+
+@dataclass
+class BudgetConfig:
+    max_params: int | None = 20000  # the seed projects' common limit; sweeps search under 8000
+
+
+@dataclass
+class TrackingConfig:
+    tracking_uri: str | None = None  # None: MLflow's default, sqlite:///mlflow.db in the launch directory
+    experiment: str = "mnist_sweep"
+    run_name: str | None = None
+    parent_run_id: str | None = None  # set by the sweeper: this run is nested under the sweep's run
+    log_model: bool = True  # also log an MLflow PyTorch model that loads back with mlflow.pytorch.load_model
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    augmentation: Any = MISSING
+    dataset: DatasetConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 1
+    optuna: Any = None  # filled in by the Optuna sweeper for trial jobs
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks that a type alone can't express, all reported together."""
+    t = cfg.trainer
+    checks = [
+        (t.epochs >= 1, f"trainer.epochs must be at least 1, got {t.epochs}"),
+        (t.batch_size >= 1, f"trainer.batch_size must be at least 1, got {t.batch_size}"),
+        (t.eval_batch_size >= 1, f"trainer.eval_batch_size must be at least 1, got {t.eval_batch_size}"),
+        (0 <= t.label_smoothing < 1, f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}"),
+        (t.l1_weight >= 0, f"trainer.l1_weight must be >= 0, got {t.l1_weight}"),
+        (t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {t.grad_clip}"),
+        (t.patience is None or t.patience >= 1, f"trainer.patience must be >= 1 or null, got {t.patience}"),
+        (t.device in ("auto", "cpu") or t.device.startswith(("cuda", "mps")),
+         f"trainer.device must be auto, cpu, cuda[:N] or mps, got {t.device!r}"),
+        (cfg.budget.max_params is None or cfg.budget.max_params >= 1,
+         f"budget.max_params must be a positive number or null, got {cfg.budget.max_params}"),
+        (cfg.optimizer.get("lr", 1) > 0, f"optimizer.lr must be > 0, got {cfg.optimizer.get('lr')}"),
+    ]
+    problems = [message for ok, message in checks if not ok]
+    if problems:
+        raise UserError("Invalid configuration: " + "; ".join(problems) + ".")

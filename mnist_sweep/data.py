@@ -1,0 +1,168 @@
+"""MNIST-family data, held as uint8 tensors on the training device.
+
+torchvision supplies the file names, checksums, mirrors and downloader; the IDX parsing is done here because
+torchvision's reader only opens extracted files, and the shared data folders are read-only, so extracting
+next to the .gz files is not an option.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision.datasets as tvd
+from torchvision.datasets.utils import calculate_md5, download_url
+
+from mnist_sweep.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATASETS: dict[str, type[tvd.MNIST]] = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, 1, 28, 28]
+    labels: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Data:
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    mean: float
+    std: float
+
+
+def parse_idx(raw: bytes) -> torch.Tensor:
+    """IDX format: two zero bytes, a type code (0x08 = uint8), the number of dims, big-endian int32 sizes."""
+    if len(raw) < 4 or raw[0:2] != b"\0\0" or raw[2] != 0x08:
+        raise ValueError("not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    payload = raw[4 + 4 * ndim :]
+    if len(payload) != torch.Size(dims).numel():
+        raise ValueError(f"IDX header says {dims} but holds {len(payload)} bytes")
+    return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(*dims)
+
+
+def candidate_dirs(name: str, root: str | Path, extra_dirs: list[str] = ()) -> list[Path]:
+    """torchvision's layout (<root>/<Class>/raw) first, then a flat folder (as Debian's packages install)."""
+    root = Path(root).expanduser()
+    return [root / DATASETS[name].__name__ / "raw", root, *(Path(d).expanduser() for d in extra_dirs)]
+
+
+def find_files(name: str, dirs: list[Path]) -> Path | None:
+    """The first folder that holds all four files, as .gz or already extracted."""
+    needed = [f for pair in SPLIT_FILES.values() for f in pair]
+    for folder in dirs:
+        if all((folder / f).exists() or (folder / f[:-3]).exists() for f in needed):
+            return folder
+    return None
+
+
+def download(name: str, folder: Path) -> None:
+    cls = DATASETS[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in cls.resources:
+        if (folder / filename).exists():
+            continue
+        errors = []
+        for mirror in cls.mirrors:
+            try:
+                download_url(f"{mirror}{filename}", str(folder), filename, md5)
+                break
+            except Exception as exc:  # urllib raises several unrelated types when offline
+                errors.append(f"{mirror}: {exc}")
+        else:
+            raise OSError("; ".join(errors))
+
+
+def read_file(path: Path, md5: str | None) -> torch.Tensor:
+    if not path.exists():  # an extracted copy: torchvision publishes no checksum for it
+        return parse_idx(path.with_suffix("").read_bytes())
+    if md5 is not None and (actual := calculate_md5(str(path))) != md5:
+        raise DataError(
+            f"{path} is corrupt: its md5 is {actual} but torchvision's published checksum is {md5}. "
+            "Delete it and run again with dataset.download=true, or copy an intact file there."
+        )
+    try:
+        return parse_idx(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} could not be read as a gzipped IDX file ({exc}).") from exc
+
+
+def load_split(
+    name: str, folder: Path, split: str, checksums: dict[str, str] | None = None
+) -> Split:
+    checksums = dict(DATASETS[name].resources) if checksums is None else checksums
+    images_file, labels_file = SPLIT_FILES[split]
+    images = read_file(folder / images_file, checksums.get(images_file))
+    labels = read_file(folder / labels_file, checksums.get(labels_file))
+    if len(images) != len(labels):
+        raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels in the {split} split.")
+    return Split(images.unsqueeze(1).contiguous(), labels.long())
+
+
+def locate(name: str, root: str, extra_dirs: list[str] = (), allow_download: bool = True) -> Path:
+    dirs = candidate_dirs(name, root, extra_dirs)
+    if (folder := find_files(name, dirs)) is not None:
+        return folder
+    target = dirs[0]
+    files = ", ".join(f for pair in SPLIT_FILES.values() for f in pair)
+    where = "; ".join(str(d) for d in dirs)
+    if allow_download:
+        try:
+            download(name, target)
+            return target
+        except OSError as exc:
+            reason = f"Downloading them into {target} failed ({exc})."
+    else:
+        reason = "Downloading is off (dataset.download=false)."
+    raise DataError(
+        f"{name} files not found: looked for {files} (as .gz or extracted) in {where}. {reason} "
+        f"Copy the four files into {target}, or point dataset.root (or the MNIST_SWEEP_DATA environment "
+        "variable) at a folder that holds them."
+    )
+
+
+def split_train_val(full: Split, val_size: int, split_seed: int, train_limit: int | None) -> tuple[Split, Split]:
+    """Hold out a validation set fixed by split_seed, so every run and every trial is judged on the same images.
+    train_limit keeps the first N remaining training images in file order (for smoke runs)."""
+    if not 0 < val_size < len(full):
+        raise DataError(f"trainer.val_size must be between 1 and {len(full) - 1}, got {val_size}.")
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(split_seed))
+    val_idx, train_idx = perm[:val_size], perm[val_size:].sort().values
+    if train_limit is not None:
+        if train_limit < 1:
+            raise DataError(f"dataset.train_limit must be a positive number of images, got {train_limit}.")
+        train_idx = train_idx[:train_limit]
+    return Split(full.images[train_idx], full.labels[train_idx]), Split(full.images[val_idx], full.labels[val_idx])
+
+
+def load_data(cfg, val_size: int, device: torch.device) -> Data:
+    """cfg is the `dataset` config group."""
+    if cfg.name not in DATASETS:
+        raise DataError(f"dataset.name must be one of {sorted(DATASETS)}, got {cfg.name!r}.")
+    folder = locate(cfg.name, cfg.root, list(cfg.get("extra_dirs") or []), cfg.download)
+    log.info("reading %s from %s", cfg.name, folder)
+    train, val = split_train_val(load_split(cfg.name, folder, "train"), val_size, cfg.split_seed, cfg.train_limit)
+    test = load_split(cfg.name, folder, "test")
+    return Data(
+        train.to(device), val.to(device), test.to(device), list(DATASETS[cfg.name].classes), cfg.mean, cfg.std
+    )

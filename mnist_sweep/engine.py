@@ -1,0 +1,172 @@
+"""The training loop, readable top to bottom: batches come from tensors already on the device, are augmented and
+normalised as whole batches, and the epoch and checkpoint to keep are chosen on the validation split."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mnist_sweep.data import Data, Split
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_acc: float = 0.0
+    best_state: dict | None = None
+    train_seconds: float = 0.0
+    train_images: int = 0
+    stopped_early: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.train_images / self.train_seconds if self.train_seconds else 0.0
+
+
+class LRSchedule:
+    """A torch scheduler plus when to step it: per batch (OneCycle), per epoch, or per epoch on val loss
+    (ReduceLROnPlateau)."""
+
+    def __init__(self, scheduler, interval: str) -> None:
+        if interval not in ("batch", "epoch"):
+            raise ValueError(f"scheduler.interval must be 'batch' or 'epoch', got {interval!r}")
+        self.scheduler, self.interval = scheduler, interval
+
+    def after_batch(self) -> None:
+        if self.interval == "batch":
+            self.scheduler.step()
+
+    def after_epoch(self, val_loss: float) -> None:
+        if self.interval != "epoch":
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val_loss)
+        else:
+            self.scheduler.step()
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    eval_batch_size: int = 2048
+    label_smoothing: float = 0.0
+    l1_weight: float = 0.0
+    grad_clip: float | None = None
+    patience: int | None = None
+    progress: bool = True
+
+
+def normalise(images: torch.Tensor, mean: float, std: float, augment: nn.Module | None = None) -> torch.Tensor:
+    x = images.float().div_(255)
+    if augment is not None:
+        x = augment(x)
+    return (x - mean) / std
+
+
+def shuffled_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    order = torch.randperm(len(split), device=split.labels.device)
+    for start in range(0, len(split), batch_size):
+        idx = order[start : start + batch_size]
+        yield split.images[idx], split.labels[idx]
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    # Seed 000's sparsity term: weights only, not BatchNorm scales or biases.
+    return sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+
+
+def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainSettings, desc: str):
+    model.train()
+    total_loss = torch.zeros((), device=data.train.labels.device)
+    correct = torch.zeros((), dtype=torch.long, device=data.train.labels.device)
+    steps = range(0, len(data.train), s.batch_size)
+    bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if s.progress else True)
+    for images, labels in shuffled_batches(data.train, s.batch_size):
+        logits = model(normalise(images, data.mean, data.std, augment))
+        loss = F.cross_entropy(logits, labels, label_smoothing=s.label_smoothing)
+        if s.l1_weight:
+            loss = loss + s.l1_weight * l1_penalty(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if s.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        optimizer.step()
+        schedule.after_batch()
+        # Accumulate on the device; a .item() per batch would force a sync on every step.
+        total_loss += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        bar.update()
+    bar.close()
+    n = len(data.train)
+    return total_loss.item() / n, correct.item() / n
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, split: Split, mean: float, std: float, batch_size: int) -> torch.Tensor:
+    """Logits for the whole split, in large batches and without autograd bookkeeping."""
+    model.eval()
+    chunks = [model(normalise(split.images[i : i + batch_size], mean, std)) for i in range(0, len(split), batch_size)]
+    return torch.cat(chunks).float()
+
+
+def evaluate(model: nn.Module, split: Split, data: Data, batch_size: int) -> tuple[float, float]:
+    logits = predict(model, split, data.mean, data.std, batch_size)
+    loss = F.cross_entropy(logits, split.labels).item()
+    return loss, (logits.argmax(1) == split.labels).float().mean().item()
+
+
+def fit(
+    model: nn.Module,
+    data: Data,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    augment: nn.Module | None,
+    s: TrainSettings,
+    on_epoch_end: Callable[[EpochMetrics], None] = lambda m: None,
+) -> FitResult:
+    """Train for s.epochs, keeping the weights of the epoch with the best validation accuracy.
+
+    on_epoch_end sees every epoch's metrics (MLflow logging, Optuna pruning); an exception it raises, such as
+    optuna.TrialPruned, ends training and propagates.
+    """
+    result = FitResult()
+    for epoch in range(1, s.epochs + 1):
+        start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_one_epoch(
+            model, data, optimizer, schedule, augment, s, desc=f"epoch {epoch}/{s.epochs}"
+        )
+        result.train_seconds += time.perf_counter() - start
+        result.train_images += len(data.train)
+        val_loss, val_acc = evaluate(model, data.val, data, s.eval_batch_size)
+        schedule.after_epoch(val_loss)
+        metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
+        result.history.append(metrics)
+        if val_acc > result.best_val_acc or result.best_state is None:
+            result.best_epoch, result.best_val_acc = epoch, val_acc
+            result.best_state = copy.deepcopy(model.state_dict())
+        on_epoch_end(metrics)
+        if s.patience is not None and epoch - result.best_epoch >= s.patience:
+            result.stopped_early = True
+            break
+    return result

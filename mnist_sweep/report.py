@@ -1,0 +1,65 @@
+"""What a finished run shows a person: figures for MLflow and the summary table for the terminal."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # runs are headless; never try to open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mnist_sweep.engine import EpochMetrics  # noqa: E402
+
+
+def training_curves(history: list[EpochMetrics], best_epoch: int) -> Figure:
+    epochs = [m.epoch for m in history]
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
+    ax_loss.plot(epochs, [m.train_loss for m in history], label="train")
+    ax_loss.plot(epochs, [m.val_loss for m in history], label="validation")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_acc.plot(epochs, [100 * m.train_acc for m in history], label="train (augmented)")
+    ax_acc.plot(epochs, [100 * m.val_acc for m in history], label="validation")
+    ax_acc.set(title="accuracy (%)", xlabel="epoch")
+    ax_lr.plot(epochs, [m.lr for m in history])
+    ax_lr.set(title="learning rate at epoch start", xlabel="epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best val (epoch {best_epoch})")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, classes: list[str]) -> Figure:
+    k = len(classes)
+    counts = torch.bincount(labels.cpu() * k + preds.cpu(), minlength=k * k).view(k, k)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(counts.log1p(), cmap="Blues")
+    for (i, j), n in zip(torch.cartesian_prod(torch.arange(k), torch.arange(k)).tolist(), counts.flatten().tolist()):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color="black" if i != j else "white")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title="test confusion matrix")
+    ax.set_xticklabels(classes, rotation=90, fontsize=7)
+    ax.set_yticklabels(classes, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 40) -> Figure:
+    wrong = (preds != labels).nonzero().flatten()[:limit].cpu()
+    cols = 10
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong.tolist()):
+        ax.imshow(images[i, 0].cpu(), cmap="gray")
+        ax.set_title(f"{labels[i].item()}→{preds[i].item()}", fontsize=8, color="red")
+    fig.suptitle(f"misclassified test images (true→predicted), first {len(wrong)} of {(preds != labels).sum().item()}")
+    fig.tight_layout()
+    return fig
+
+
+def summary_table(rows: dict[str, str]) -> str:
+    width = max(map(len, rows))
+    line = "-" * (width + 3 + max(map(len, rows.values())))
+    return "\n".join([line, *(f"{k:<{width}} : {v}" for k, v in rows.items()), line])

@@ -1,0 +1,183 @@
+"""One training run: build and budget-check the model, load data, fit, test the chosen checkpoint once, and
+record everything in MLflow. Everything that can fail because of a bad override fails before the MLflow run
+starts, so a typo leaves no half-made run behind."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchinfo import summary
+
+from mnist_sweep import report, tracking
+from mnist_sweep.config import validate
+from mnist_sweep.data import load_data
+from mnist_sweep.engine import LRSchedule, TrainSettings, evaluate, fit, predict
+from mnist_sweep.errors import BudgetError, UserError
+from mnist_sweep.models import count_parameters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    model_name: str
+    n_params: int
+    best_val_acc: float
+    best_epoch: int
+    epochs_run: int
+    test_acc: float
+    train_seconds: float
+    wall_seconds: float
+    run_id: str
+
+    def objectives(self) -> dict[str, float]:
+        return {"val_acc": self.best_val_acc, "n_params": float(self.n_params), "test_acc": self.test_acc}
+
+
+def build(target_cfg: DictConfig, what: str, *args, **kwargs):
+    """Hydra instantiate, with a constructor's complaint about a bad value turned into a one-line user error."""
+    try:
+        made = instantiate(target_cfg)
+        return made(*args, **kwargs) if args or kwargs else made
+    except (InstantiationException, ValueError, TypeError) as exc:
+        cause = exc.__cause__ or exc
+        raise UserError(f"Could not build the {what} from its config: {cause}") from exc
+
+
+def build_model(model_cfg: DictConfig) -> torch.nn.Module:
+    return build(model_cfg.net, f"model {model_cfg.name!r}")
+
+
+def check_budget(name: str, n_params: int, max_params: int | None) -> None:
+    if max_params is not None and n_params > max_params:
+        raise BudgetError(
+            f"Model {name!r} has {n_params:,} parameters, over budget.max_params={max_params:,}; it was not "
+            f"trained. Choose a smaller model or raise the budget (budget.max_params={n_params})."
+        )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name} was asked for, but torch sees no CUDA device here; use auto or cpu.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int) -> LRSchedule:
+    extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in cfg.build.keys() else {}
+    return LRSchedule(build(cfg.build, "scheduler", optimizer, **extra), cfg.interval)
+
+
+def train_settings(t: DictConfig) -> TrainSettings:
+    return TrainSettings(
+        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+        label_smoothing=t.label_smoothing, l1_weight=t.l1_weight, grad_clip=t.grad_clip,
+        patience=t.patience, progress=t.progress,
+    )  # fmt: skip
+
+
+def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> RunResult:
+    """The job behind `python -m mnist_sweep`. on_epoch_end lets a sweeper watch (and prune) each epoch."""
+    started = time.perf_counter()
+    validate(cfg)
+    seed_everything(cfg.seed)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    model = build_model(cfg.model)
+    n_params = count_parameters(model)
+    check_budget(cfg.model.name, n_params, cfg.budget.max_params)  # before any data is touched
+    device = resolve_device(cfg.trainer.device)
+    data = load_data(cfg.dataset, cfg.trainer.val_size, device)
+    model.to(device)
+    optimizer = build(cfg.optimizer, "optimizer", model.parameters())
+    settings = train_settings(cfg.trainer)
+    schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
+    augment = build(cfg.augmentation, "augmentation").to(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    with tracking.mlflow_run(cfg) as run:
+        tracking.log_config(cfg, n_params)
+        mlflow.log_text(str(summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device)), "model_summary.txt")
+
+        def log_epoch(m):
+            mlflow.log_metrics(
+                {"train_loss": m.train_loss, "train_acc": m.train_acc, "val_loss": m.val_loss,
+                 "val_acc": m.val_acc, "lr": m.lr, "epoch_seconds": m.seconds},
+                step=m.epoch,
+            )  # fmt: skip
+            log.info(
+                "epoch %d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | lr %.2e | %.1fs",
+                m.epoch, m.train_loss, 100 * m.train_acc, m.val_loss, 100 * m.val_acc, m.lr, m.seconds,
+            )  # fmt: skip
+            on_epoch_end(m)
+
+        result = fit(model, data, optimizer, schedule, augment, settings, log_epoch)
+        if cfg.trainer.keep_best:
+            model.load_state_dict(result.best_state)
+        # The one and only look at the test split, on the checkpoint chosen by validation accuracy.
+        test_logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size)
+        test_preds = test_logits.argmax(1)
+        test_acc = (test_preds == data.test.labels).float().mean().item()
+        final = {
+            "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "test_acc": test_acc,
+            "n_params": n_params, "epochs_run": len(result.history), "train_seconds": result.train_seconds,
+            "images_per_second": result.images_per_second,
+        }  # fmt: skip
+        mlflow.log_metrics(final)
+        mlflow.set_tag("stopped_early", str(result.stopped_early))
+        log_figures(result, data, test_preds)
+        tracking.log_checkpoint(model, model.state_dict(), out_dir, cfg.tracking.log_model)
+        final["wall_seconds"] = time.perf_counter() - started
+        mlflow.log_metric("wall_seconds", final["wall_seconds"])
+
+    outcome = RunResult(
+        cfg.model.name, n_params, result.best_val_acc, result.best_epoch, len(result.history), test_acc,
+        result.train_seconds, final["wall_seconds"], run.info.run_id,
+    )  # fmt: skip
+    print_summary(outcome, result.images_per_second)
+    return outcome
+
+
+def log_figures(result, data, test_preds: torch.Tensor) -> None:
+    figures = {
+        "training_curves.png": report.training_curves(result.history, result.best_epoch),
+        "confusion_matrix.png": report.confusion_matrix(data.test.labels, test_preds, data.classes),
+        "misclassified.png": report.misclassified_grid(data.test.images, data.test.labels, test_preds),
+    }
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, f"plots/{name}")
+        report.plt.close(fig)
+
+
+def print_summary(r: RunResult, images_per_second: float) -> None:
+    table = report.summary_table({
+        "model": r.model_name,
+        "parameters": f"{r.n_params:,}",
+        "best val accuracy": f"{100 * r.best_val_acc:.2f}% (epoch {r.best_epoch} of {r.epochs_run})",
+        "test accuracy": f"{100 * r.test_acc:.2f}% (best-validation checkpoint)",
+        "train time": f"{r.train_seconds:.1f}s ({r.train_seconds / r.epochs_run:.1f}s/epoch, "
+        f"{images_per_second:,.0f} images/s)",
+        "wall time": f"{r.wall_seconds:.1f}s",
+        "MLflow run": r.run_id,
+    })  # fmt: skip
+    print(table, flush=True)
+
+
+__all__ = ["RunResult", "train", "build_model", "check_budget", "evaluate"]
