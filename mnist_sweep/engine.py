@@ -74,13 +74,19 @@ class TrainSettings:
     grad_clip: float | None = None
     patience: int | None = None
     progress: bool = True
+    autocast_dtype: torch.dtype | None = None  # bf16/fp16 mixed precision; None = full fp32
 
 
 def normalise(images: torch.Tensor, mean: float, std: float, augment: nn.Module | None = None) -> torch.Tensor:
     x = images.float().div_(255)
     if augment is not None:
         x = augment(x)
-    return (x - mean) / std
+    # Matches a channels_last model (trainer.channels_last); with one channel the layout change is free.
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def shuffled_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -101,9 +107,11 @@ def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment,
     correct = torch.zeros((), dtype=torch.long, device=data.train.labels.device)
     steps = range(0, len(data.train), s.batch_size)
     bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if s.progress else True)
+    device = data.train.labels.device
     for images, labels in shuffled_batches(data.train, s.batch_size):
-        logits = model(normalise(images, data.mean, data.std, augment))
-        loss = F.cross_entropy(logits, labels, label_smoothing=s.label_smoothing)
+        with autocast(device, s.autocast_dtype):
+            logits = model(normalise(images, data.mean, data.std, augment))
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=s.label_smoothing)
         if s.l1_weight:
             loss = loss + s.l1_weight * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)
@@ -122,15 +130,19 @@ def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment,
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, split: Split, mean: float, std: float, batch_size: int) -> torch.Tensor:
+def predict(
+    model: nn.Module, split: Split, mean: float, std: float, batch_size: int, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Logits for the whole split, in large batches and without autograd bookkeeping."""
     model.eval()
-    chunks = [model(normalise(split.images[i : i + batch_size], mean, std)) for i in range(0, len(split), batch_size)]
+    with autocast(split.labels.device, dtype):
+        starts = range(0, len(split), batch_size)
+        chunks = [model(normalise(split.images[i : i + batch_size], mean, std)) for i in starts]
     return torch.cat(chunks).float()
 
 
-def evaluate(model: nn.Module, split: Split, data: Data, batch_size: int) -> tuple[float, float]:
-    logits = predict(model, split, data.mean, data.std, batch_size)
+def evaluate(model: nn.Module, split: Split, data: Data, s: TrainSettings) -> tuple[float, float]:
+    logits = predict(model, split, data.mean, data.std, s.eval_batch_size, s.autocast_dtype)
     loss = F.cross_entropy(logits, split.labels).item()
     return loss, (logits.argmax(1) == split.labels).float().mean().item()
 
@@ -158,7 +170,7 @@ def fit(
         )
         result.train_seconds += time.perf_counter() - start
         result.train_images += len(data.train)
-        val_loss, val_acc = evaluate(model, data.val, data, s.eval_batch_size)
+        val_loss, val_acc = evaluate(model, data.val, data, s)
         schedule.after_epoch(val_loss)
         metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
         result.history.append(metrics)

@@ -35,8 +35,9 @@ def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, classes: list[st
     counts = torch.bincount(labels.cpu() * k + preds.cpu(), minlength=k * k).view(k, k)
     fig, ax = plt.subplots(figsize=(7, 6))
     ax.imshow(counts.log1p(), cmap="Blues")
-    for (i, j), n in zip(torch.cartesian_prod(torch.arange(k), torch.arange(k)).tolist(), counts.flatten().tolist()):
-        ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color="black" if i != j else "white")
+    for i, j in torch.cartesian_prod(torch.arange(k), torch.arange(k)).tolist():
+        colour = "white" if i == j else "black"
+        ax.text(j, i, str(counts[i, j].item()), ha="center", va="center", fontsize=7, color=colour)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title="test confusion matrix")
     ax.set_xticklabels(classes, rotation=90, fontsize=7)
     ax.set_yticklabels(classes, fontsize=7)
@@ -51,7 +52,7 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, wrong.tolist()):
+    for ax, i in zip(axes.flat, wrong.tolist(), strict=False):  # more axes than images
         ax.imshow(images[i, 0].cpu(), cmap="gray")
         ax.set_title(f"{labels[i].item()}→{preds[i].item()}", fontsize=8, color="red")
     fig.suptitle(f"misclassified test images (true→predicted), first {len(wrong)} of {(preds != labels).sum().item()}")

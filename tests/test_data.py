@@ -1,0 +1,117 @@
+"""The data layer on tiny synthetic IDX files: layouts, checksums, missing files, the validation split."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_sweep.data import SPLIT_FILES, Split, load_split, locate, parse_idx, split_train_val
+from mnist_sweep.errors import DataError
+
+
+def idx_bytes(array: torch.Tensor) -> bytes:
+    header = bytes([0, 0, 0x08, array.dim()]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.to(torch.uint8).numpy().tobytes()
+
+
+def write_fake_dataset(folder: Path, n_train: int = 50, n_test: int = 20) -> dict[str, str]:
+    """Four gzipped IDX files like MNIST's; returns their md5 checksums."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_file, labels_file = SPLIT_FILES[split]
+        arrays[images_file] = torch.randint(0, 256, (n, 28, 28), generator=g)
+        arrays[labels_file] = torch.arange(n) % 10
+    checksums = {}
+    for name, array in arrays.items():
+        data = gzip.compress(idx_bytes(array))
+        (folder / name).write_bytes(data)
+        checksums[name] = hashlib.md5(data).hexdigest()
+    return checksums
+
+
+def test_parse_idx_round_trip():
+    array = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    assert torch.equal(parse_idx(idx_bytes(array)), array)
+
+
+def test_parse_idx_rejects_truncated_payload():
+    with pytest.raises(ValueError, match="IDX header"):
+        parse_idx(idx_bytes(torch.zeros(3, 28, 28))[:-5])
+
+
+def test_loads_torchvision_layout_with_checksums(tmp_path):
+    folder = tmp_path / "MNIST" / "raw"
+    checksums = write_fake_dataset(folder)
+    assert locate("mnist", str(tmp_path), allow_download=False) == folder
+    train = load_split("mnist", folder, "train", checksums)
+    assert train.images.shape == (50, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert train.labels.tolist()[:12] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+def test_finds_flat_folder_and_extra_dirs(tmp_path):
+    write_fake_dataset(tmp_path / "debian")
+    found = locate("fashion_mnist", str(tmp_path / "nowhere"), [str(tmp_path / "debian")], allow_download=False)
+    assert found == tmp_path / "debian"
+
+
+def test_extracted_files_are_read_too(tmp_path):
+    write_fake_dataset(tmp_path)
+    for gz in tmp_path.glob("*.gz"):
+        gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    assert len(load_split("mnist", locate("mnist", str(tmp_path), allow_download=False), "test")) == 20
+
+
+def test_corrupt_file_fails_its_md5_check(tmp_path):
+    checksums = write_fake_dataset(tmp_path)
+    path = tmp_path / SPLIT_FILES["train"][0]
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(DataError, match=r"corrupt: its md5 is [0-9a-f]{32} but .* published checksum"):
+        load_split("mnist", tmp_path, "train", checksums)
+
+
+def test_real_checksums_reject_fake_files(tmp_path):
+    write_fake_dataset(tmp_path)
+    with pytest.raises(DataError, match="md5"):
+        load_split("mnist", tmp_path, "test")
+
+
+def test_missing_files_are_named_with_their_folders(tmp_path):
+    write_fake_dataset(tmp_path / "MNIST" / "raw")
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as info:
+        locate("mnist", str(tmp_path), allow_download=False)
+    message = str(info.value)
+    assert "t10k-labels-idx1-ubyte.gz" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert "dataset.download=false" in message
+
+
+def test_split_is_fixed_by_seed_and_disjoint():
+    full = Split(torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1), torch.arange(100))
+    train_a, val_a = split_train_val(full, 10, split_seed=0, train_limit=None)
+    train_b, val_b = split_train_val(full, 10, split_seed=0, train_limit=None)
+    assert torch.equal(val_a.labels, val_b.labels)
+    assert set(train_a.labels.tolist()).isdisjoint(val_a.labels.tolist())
+    assert len(train_a) == 90
+    _, val_c = split_train_val(full, 10, split_seed=1, train_limit=None)
+    assert not torch.equal(val_a.labels, val_c.labels)
+
+
+def test_train_limit_keeps_the_first_training_images_and_the_full_val_set():
+    full = Split(torch.zeros(100, 1, 1, 1, dtype=torch.uint8), torch.arange(100))
+    train, val = split_train_val(full, 10, split_seed=0, train_limit=5)
+    assert len(train) == 5 and len(val) == 10
+    assert train.labels.tolist() == sorted(train.labels.tolist())
+
+
+@pytest.mark.parametrize(("val_size", "limit"), [(0, None), (100, None), (10, 0)])
+def test_bad_split_sizes_are_user_errors(val_size, limit):
+    full = Split(torch.zeros(100, 1, 1, 1, dtype=torch.uint8), torch.arange(100))
+    with pytest.raises(DataError):
+        split_train_val(full, val_size, 0, limit)

@@ -1,0 +1,71 @@
+"""Every model config instantiates with Hydra, has exactly its declared parameter count and the seeds' own
+architecture checks: BatchNorm, Dropout, and global average pooling or a linear head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mnist_sweep.models import ConvBlock, GAPHead, Residual, count_parameters
+from mnist_sweep.train import build_model
+
+from .conftest import CONF, compose_config
+
+MODEL_NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+SEED_COUNTS = {"gap8k": 7788, "squeeze12k": 12534, "pool7k": 6790, "wide19k": 18596}
+
+
+@pytest.fixture(params=MODEL_NAMES)
+def model_cfg(request):
+    return compose_config(f"model={request.param}").model
+
+
+def test_every_seed_architecture_has_a_config():
+    assert set(SEED_COUNTS) <= set(MODEL_NAMES)
+    assert {compose_config(f"model={m}").model.source for m in MODEL_NAMES} >= {f"seed 00{i}" for i in range(5)}
+
+
+def test_parameter_count_is_exactly_the_declared_one(model_cfg):
+    if model_cfg.declared_params is None:  # the parametric search family: its count depends on its knobs
+        assert model_cfg.name == "family"
+        return
+    assert count_parameters(build_model(model_cfg)) == model_cfg.declared_params
+    if model_cfg.name in SEED_COUNTS:
+        assert model_cfg.declared_params == SEED_COUNTS[model_cfg.name]
+
+
+def test_has_batchnorm_dropout_and_gap_or_linear_head(model_cfg):
+    modules = list(build_model(model_cfg).modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in modules)
+    assert any(isinstance(m, nn.Dropout) and m.p > 0 for m in modules)
+    assert any(isinstance(m, nn.AdaptiveAvgPool2d | nn.Linear) for m in modules)
+
+
+def test_maps_a_batch_to_class_logits(model_cfg):
+    model = build_model(model_cfg).eval()
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_gap8k_reproduces_seed_000_layer_table():
+    convs = [m for m in build_model(compose_config().model).modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert [m.weight.numel() for m in convs] == [72, 576, 64, 720, 1440, 2304, 2304, 160]
+
+
+def test_residual_adds_its_input():
+    block = Residual([nn.Identity()])
+    x = torch.randn(2, 4, 5, 5)
+    assert torch.equal(block(x), 2 * x)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, -0.1])
+def test_dropout_outside_0_1_is_refused(p):
+    with pytest.raises(ValueError, match="dropout"):
+        ConvBlock(1, 8, dropout=p)
+    with pytest.raises(ValueError, match="dropout"):
+        GAPHead(8, dropout=p)
+
+
+def test_head_without_classifier_needs_one_channel_per_class():
+    with pytest.raises(ValueError, match="num_classes"):
+        GAPHead(16, classifier=False)

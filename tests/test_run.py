@@ -1,0 +1,92 @@
+"""End to end on a slice of real MNIST: the CLI run, what MLflow holds afterwards, and run states on failure."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from mnist_sweep.train import train
+
+from .conftest import compose_config, run_cli
+
+SMOKE = ["trainer.epochs=1", "dataset.train_limit=2000", "trainer.batch_size=32"]
+EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr"}
+FINAL_METRICS = {"best_val_acc", "test_acc", "n_params", "epochs_run", "train_seconds", "images_per_second"}
+ARTIFACTS = {
+    "config.yaml", "model_summary.txt", "checkpoints/best.pt", "plots/training_curves.png",
+    "plots/confusion_matrix.png", "plots/misclassified.png",
+}  # fmt: skip
+
+
+def list_artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= list_artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, mnist_root):
+    """One real run through `python -m mnist_sweep`, launched in an empty directory like a user would."""
+    workdir = tmp_path_factory.mktemp("launch")
+    done = run_cli(*SMOKE, f"dataset.root={mnist_root}", "seed=3", cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_sweep").experiment_id])
+    return workdir, done.stdout, client, run
+
+
+def test_summary_names_model_accuracy_time_and_run(cli_run):
+    _, stdout, _, run = cli_run
+    for label in ("model", "parameters", "best val accuracy", "test accuracy", "wall time", "MLflow run"):
+        assert label in stdout
+    assert "7,788" in stdout and run.info.run_id in stdout
+
+
+def test_mlflow_db_and_artifacts_land_in_the_launch_directory(cli_run):
+    workdir, _, _, run = cli_run
+    assert (workdir / "mlflow.db").exists()
+    assert run.info.artifact_uri.startswith((workdir / "mlruns").as_uri()) or str(workdir / "mlruns") in (
+        run.info.artifact_uri
+    )
+
+
+def test_run_holds_params_metrics_and_learns(cli_run):
+    _, _, client, run = cli_run
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model_name"] == "gap8k" and params["n_params"] == "7788"
+    assert params["trainer.epochs"] == "1" and params["optimizer._target_"] == "torch.optim.SGD"
+    assert params["model.net.blocks.0.out_ch"] == "8"
+    assert EPOCH_METRICS | FINAL_METRICS <= set(run.data.metrics)
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 1
+    # learning happens: one epoch on 2k images is far above the 10% of chance
+    assert run.data.metrics["best_val_acc"] > 0.5 and run.data.metrics["test_acc"] > 0.5
+
+
+def test_artifacts_are_logged_and_the_model_loads_back(cli_run):
+    _, _, client, run = cli_run
+    assert ARTIFACTS <= list_artifacts(client, run.info.run_id)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    state = torch.load(client.download_artifacts(run.info.run_id, "checkpoints/best.pt"), weights_only=True)
+    assert all(torch.equal(state[k].cpu(), v.cpu()) for k, v in model.state_dict().items())
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("exception", "status"), [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_interrupted_or_crashed_run_is_never_left_running(tmp_path, mnist_root, exception, status):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose_config(*SMOKE, f"dataset.root={mnist_root}", f"tracking.tracking_uri={uri}", "trainer.epochs=2")
+
+    def crash(metrics):
+        raise exception
+
+    with pytest.raises(type(exception)):
+        train(cfg, tmp_path / "out", on_epoch_end=crash)
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_sweep").experiment_id])
+    assert run.info.status == status
+    assert mlflow.active_run() is None
