@@ -1,0 +1,175 @@
+"""`python -m mnist_sweep.bench`: the project's training path against a seed-style pipeline, same model, same
+number of images, timed in alternation so that drift on a noisy machine hits both sides alike.
+
+(a) project: the whole split as one uint8 tensor on the device, per-sample rotation drawn for the whole batch,
+    normalisation on the batch, channels_last (as `python -m mnist_sweep` trains).
+(b) seed-style: torchvision's MNIST dataset + PIL RandomRotation(±7°) + ToTensor + Normalize per image, through
+    a DataLoader, as the seed projects do.
+Both train the model with SGD (momentum 0.9) at the same batch size for one epoch of --images images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader, Subset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import datasets, transforms
+
+from mnist_sweep.config import register_configs
+from mnist_sweep.data import load_data, locate
+from mnist_sweep.engine import LRSchedule, TrainSettings, train_one_epoch
+from mnist_sweep.models import count_parameters
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+FULL_EPOCH = 55_000  # training images per epoch with the default 5,000-image validation split
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="gap8k", help="a conf/model config (default: gap8k)")
+    p.add_argument("--images", type=int, default=20_000, help="training images per timed epoch (default 20000)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3, help="timed a/b pairs, alternating (default 3)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the seed-style side (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for the project side (trainer.channels_last=false)")
+    return p.parse_args()
+
+
+def compose_config(args: argparse.Namespace):
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[f"model={args.model}", f"trainer.batch_size={args.batch_size}", "trainer.progress=false",
+                       f"dataset.train_limit={args.images}", "augmentation=rotate", *args.overrides],
+        )  # fmt: skip
+
+
+def fresh_model(cfg, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = instantiate(cfg.model.net).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def time_project_epoch(cfg, data, device: torch.device) -> float:
+    model = fresh_model(cfg, device, cfg.trainer.channels_last)
+    optimizer = sgd(model)
+    settings = TrainSettings(epochs=1, batch_size=cfg.trainer.batch_size, progress=False)
+    schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
+    augment = instantiate(cfg.augmentation).to(device)
+    start = time.perf_counter()
+    train_one_epoch(model, data, optimizer, schedule, augment, settings, desc="project")
+    return time.perf_counter() - start
+
+
+def seed_style_dataset(cfg, images: int) -> Subset:
+    """torchvision.datasets.MNIST exactly as the seeds build it. It needs the extracted files beside the .gz, so
+    the verified .gz files are linked into a scratch root and torchvision extracts them there (no network)."""
+    folder = locate(cfg.dataset.name, cfg.dataset.root, list(cfg.dataset.extra_dirs), allow_download=False)
+    scratch = Path(tempfile.mkdtemp(prefix="mnist_bench_")) / "MNIST" / "raw"
+    scratch.mkdir(parents=True)
+    for gz in folder.glob("*.gz"):
+        (scratch / gz.name).symlink_to(gz.resolve())
+    transform = transforms.Compose([
+        transforms.RandomRotation((-7.0, 7.0), fill=(1,)),
+        transforms.ToTensor(),
+        transforms.Normalize((0.1307,), (0.3081,)),
+    ])  # fmt: skip
+    full = datasets.MNIST(str(scratch.parents[1]), train=True, download=True, transform=transform)
+    return Subset(full, range(images))
+
+
+def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
+    model = fresh_model(cfg, device, channels_last=False)
+    optimizer = sgd(model)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
+    model.train()
+    start = time.perf_counter()
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def forward_flops_per_image(cfg) -> int:
+    model = instantiate(cfg.model.net).eval()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, 28, 28))
+    return counter.get_total_flops()
+
+
+def machine_line(device: torch.device) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {os.cpu_count()} cores"
+    return f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads"  # fmt: skip
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = compose_config(args)
+    data = load_data(cfg.dataset, cfg.trainer.val_size, device)
+    seed_data = seed_style_dataset(cfg, args.images)
+    n_params = count_parameters(instantiate(cfg.model.net))
+    flops = forward_flops_per_image(cfg)
+
+    time_project_epoch(cfg, data, device)  # warm-up: allocator, oneDNN primitive caches, lazy imports
+    time_seed_style_epoch(cfg, Subset(seed_data.dataset, range(args.batch_size * 4)), args, device)
+    project, seed_style = [], []
+    for _ in range(args.repeats):
+        project.append(args.images / time_project_epoch(cfg, data, device))
+        seed_style.append(args.images / time_seed_style_epoch(cfg, seed_data, args, device))
+    ratios = [a / b for a, b in zip(project, seed_style, strict=True)]
+    report(args, device, n_params, flops, project, seed_style, ratios)
+
+
+def report(args, device, n_params: int, flops: int, project: list[float], seed_style: list[float], ratios) -> None:
+    train_flops = 3 * flops  # backward costs about twice the forward pass
+    rows = {}
+    for name, rates in (("project (tensors on device)", project), ("seed-style (DataLoader + PIL)", seed_style)):
+        rate = statistics.median(rates)
+        rows[name] = {
+            "images_per_s": rate, "s_per_epoch_55k": FULL_EPOCH / rate, "gflop_per_s": rate * train_flops / 1e9
+        }  # fmt: skip
+    print(f"machine : {machine_line(device)}")
+    print(f"model   : {args.model}, {n_params:,} parameters, {flops / 1e6:.2f} MFLOP forward per image "
+          f"(~{train_flops / 1e6:.2f} MFLOP per trained image)")  # fmt: skip
+    print(f"workload: {args.images:,} images per epoch, batch {args.batch_size}, rotation ±7°, SGD; "
+          f"{args.repeats} alternating repeats, medians; s/epoch scaled to {FULL_EPOCH:,} images")  # fmt: skip
+    print(f"{'pipeline':<32}{'images/s':>10}{'s/epoch':>10}{'GFLOP/s':>9}")
+    for name, r in rows.items():
+        print(f"{name:<32}{r['images_per_s']:>10,.0f}{r['s_per_epoch_55k']:>10.1f}{r['gflop_per_s']:>9.2f}")
+    print(f"speed-up: {statistics.median(ratios):.2f}x (median of per-pair ratios; all pairs: "
+          f"{', '.join(f'{r:.2f}' for r in ratios)})")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                         "ratios": ratios, "forward_flops": flops}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
