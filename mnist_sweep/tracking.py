@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,9 +30,27 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """`kill PID` (SIGTERM) would end Python without unwinding, leaving the MLflow run RUNNING; treat it as Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
     """Start a run and always end it with a truthful status: FINISHED, FAILED (an exception) or KILLED (Ctrl-C),
-    so no run is left RUNNING in `mlflow ui`."""
+    so no run is left RUNNING in `mlflow ui`. A trial stopped by the Optuna pruner is not a crash: FINISHED,
+    tagged optuna_state=PRUNED."""
     t = cfg.tracking
     if t.tracking_uri:
         mlflow.set_tracking_uri(t.tracking_uri)
@@ -39,9 +60,14 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
         run_name=t.run_name, parent_run_id=t.parent_run_id, nested=t.parent_run_id is not None, tags=tags
     )
     try:
-        yield run
+        with sigterm_as_interrupt():
+            yield run
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
+        raise
+    except optuna.TrialPruned:
+        mlflow.set_tags({"optuna_state": "PRUNED", "optuna_pruned": "true"})
+        mlflow.end_run("FINISHED")
         raise
     except BaseException:
         mlflow.end_run("FAILED")
@@ -67,7 +93,8 @@ def log_checkpoint(model: torch.nn.Module, state: dict, out_dir: Path, as_mlflow
         mlflow.pytorch.log_model(
             model.cpu().eval(),
             name="model",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "mnist-sweep"],
-            input_example=np.zeros((1, 1, 28, 28), dtype=np.float32),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # pt2 needs no project code
+            # pt2 (torch.export) format: a batch of 2 keeps the batch dimension dynamic (1 would be specialised).
+            input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
         )
     return path
