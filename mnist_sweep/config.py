@@ -29,6 +29,7 @@ class TrainerConfig:
     keep_best: bool = True  # test the best-validation epoch's weights rather than the last epoch's
     progress: bool = True  # progress bar per epoch (tqdm stays quiet anyway when output is not a terminal)
     channels_last: bool = True  # NHWC weights and activations: measured faster on CPU (oneDNN) and on CUDA
+    ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU (measured no faster there); or bf16, fp16, off
 
 
@@ -92,6 +93,7 @@ def validate(cfg: DictConfig) -> None:
         (t.patience is None or t.patience >= 1, f"trainer.patience must be >= 1 or null, got {t.patience}"),
         (t.device in ("auto", "cpu") or t.device.startswith(("cuda", "mps")),
          f"trainer.device must be auto, cpu, cuda[:N] or mps, got {t.device!r}"),
+        (t.ema_decay is None or 0 < t.ema_decay < 1, f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}"),
         (t.amp in AMP_DTYPES, f"trainer.amp must be one of {sorted(AMP_DTYPES)}, got {t.amp!r}"),
         (0 <= cfg.model.get("dropout", 0) < 1, f"model.dropout must be in [0, 1), got {cfg.model.get('dropout')}"),
         (cfg.budget.max_params is None or cfg.budget.max_params >= 1,

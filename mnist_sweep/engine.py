@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from mnist_sweep.data import Data, Split
@@ -75,6 +76,7 @@ class TrainSettings:
     patience: int | None = None
     progress: bool = True
     autocast_dtype: torch.dtype | None = None  # bf16/fp16 mixed precision; None = full fp32
+    ema_decay: float | None = None  # evaluate and keep an exponential moving average of the weights
 
 
 def normalise(images: torch.Tensor, mean: float, std: float, augment: nn.Module | None = None) -> torch.Tensor:
@@ -101,7 +103,7 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
 
 
-def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainSettings, desc: str):
+def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainSettings, desc: str, ema=None):
     model.train()
     total_loss = torch.zeros((), device=data.train.labels.device)
     correct = torch.zeros((), dtype=torch.long, device=data.train.labels.device)
@@ -120,6 +122,8 @@ def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment,
             nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
         optimizer.step()
         schedule.after_batch()
+        if ema is not None:
+            ema.update_parameters(model)
         # Accumulate on the device; a .item() per batch would force a sync on every step.
         total_loss += loss.detach() * len(labels)
         correct += (logits.argmax(1) == labels).sum()
@@ -147,6 +151,13 @@ def evaluate(model: nn.Module, split: Split, data: Data, s: TrainSettings) -> tu
     return loss, (logits.argmax(1) == split.labels).float().mean().item()
 
 
+def weight_average(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """torch's EMA of the weights and of the BatchNorm statistics (use_buffers), updated after every step."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def fit(
     model: nn.Module,
     data: Data,
@@ -156,27 +167,30 @@ def fit(
     s: TrainSettings,
     on_epoch_end: Callable[[EpochMetrics], None] = lambda m: None,
 ) -> FitResult:
-    """Train for s.epochs, keeping the weights of the epoch with the best validation accuracy.
+    """Train for s.epochs, keeping the weights of the epoch with the best validation accuracy (the moving average
+    of the weights instead, when s.ema_decay is set).
 
     on_epoch_end sees every epoch's metrics (MLflow logging, Optuna pruning); an exception it raises, such as
     optuna.TrialPruned, ends training and propagates.
     """
     result = FitResult()
+    ema = weight_average(model, s.ema_decay)
+    judged = ema.module if ema is not None else model  # the weights that are validated and kept
     for epoch in range(1, s.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(
-            model, data, optimizer, schedule, augment, s, desc=f"epoch {epoch}/{s.epochs}"
+            model, data, optimizer, schedule, augment, s, desc=f"epoch {epoch}/{s.epochs}", ema=ema
         )
         result.train_seconds += time.perf_counter() - start
         result.train_images += len(data.train)
-        val_loss, val_acc = evaluate(model, data.val, data, s)
+        val_loss, val_acc = evaluate(judged, data.val, data, s)
         schedule.after_epoch(val_loss)
         metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
         result.history.append(metrics)
         if val_acc > result.best_val_acc or result.best_state is None:
             result.best_epoch, result.best_val_acc = epoch, val_acc
-            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_state = copy.deepcopy(judged.state_dict())
         on_epoch_end(metrics)
         if s.patience is not None and epoch - result.best_epoch >= s.patience:
             result.stopped_early = True

@@ -34,9 +34,16 @@ def mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def describe(params: dict[str, str]) -> str:
-    keys = ("model_name", "optimizer._target_", "optimizer.lr", "trainer.epochs", "trainer.batch_size")
-    return " ".join(params.get(k, "?").replace("torch.optim.", "") for k in keys)
+def describe(params: dict[str, str], varying: list[str]) -> str:
+    """The model, then only the settings that differ between the recipes listed."""
+    shown = [params.get("model_name", "?")]
+    shown += [f"{k.rsplit('.', 1)[-1] if k.count('.') < 3 else k}={params.get(k, '-')}" for k in varying]
+    return " ".join(shown)
+
+
+def varying_keys(groups: list[dict[str, str]]) -> list[str]:
+    keys = sorted({k for params in groups for k in params if not k.startswith(PER_SEED_KEYS)} - {"model_name"})
+    return [k for k in keys if len({params.get(k) for params in groups}) > 1 and not k.startswith("model.net.")]
 
 
 def main() -> None:
@@ -51,15 +58,16 @@ def main() -> None:
     groups: dict[tuple, list] = {}
     for run in runs:
         groups.setdefault(recipe_key(run.data.params), []).append(run)
-    print(f"{'recipe (model optimizer lr epochs batch)':<44}{'runs':>5}  {'seeds':<10}{'test acc %':>16}"
-          f"{'best val acc %':>16}{'s/epoch':>14}{'wall s':>14}")  # fmt: skip
+    varying = varying_keys([members[0].data.params for members in groups.values()])
+    print(f"{'runs':>4}  {'seeds':<8}{'test acc %':>15}{'best val acc %':>16}{'s/epoch':>12}{'wall s':>11}  recipe")
     for members in groups.values():
         m = [r.data.metrics for r in members]
         seeds = ",".join(sorted(r.data.params.get("seed", "?") for r in members))
         per_epoch = [x["train_seconds"] / x["epochs_run"] for x in m]
-        print(f"{describe(members[0].data.params):<44}{len(members):>5}  {seeds:<10}"
-              f"{mean_sd([x['test_acc'] for x in m], 100):>16}{mean_sd([x['best_val_acc'] for x in m], 100):>16}"
-              f"{mean_sd(per_epoch, digits=1):>14}{mean_sd([x.get('wall_seconds', 0) for x in m], digits=0):>14}")
+        print(f"{len(members):>4}  {seeds:<8}"
+              f"{mean_sd([x['test_acc'] for x in m], 100):>15}{mean_sd([x['best_val_acc'] for x in m], 100):>16}"
+              f"{mean_sd(per_epoch, digits=1):>12}{mean_sd([x.get('wall_seconds', 0) for x in m], digits=0):>11}"
+              f"  {describe(members[0].data.params, varying)}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def train_settings(t: DictConfig, device: torch.device) -> TrainSettings:
     return TrainSettings(
         epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
         label_smoothing=t.label_smoothing, l1_weight=t.l1_weight, grad_clip=t.grad_clip,
-        patience=t.patience, progress=t.progress, autocast_dtype=amp_dtype(t.amp, device),
+        patience=t.patience, progress=t.progress, autocast_dtype=amp_dtype(t.amp, device), ema_decay=t.ema_decay,
     )  # fmt: skip
 
 
