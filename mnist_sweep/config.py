@@ -29,6 +29,7 @@ class TrainerConfig:
     keep_best: bool = True  # test the best-validation epoch's weights rather than the last epoch's
     progress: bool = True  # progress bar per epoch (tqdm stays quiet anyway when output is not a terminal)
     channels_last: bool = True  # NHWC weights and activations: measured faster on CPU (oneDNN) and on CUDA
+    compile: bool = False  # torch.compile the model: on this 2-core CPU it compiled for ~30 s and then ran slower
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
     amp: str = "auto"  # auto: bf16 on CUDA, off on CPU (measured no faster there); or bf16, fp16, off
 

@@ -113,6 +113,8 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     data = load_data(cfg.dataset, cfg.trainer.val_size, device)
     model.to(device, memory_format=torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
+    if cfg.trainer.compile:
+        model.compile()  # in place, so state_dict keys stay those of the plain model
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
     settings = train_settings(cfg.trainer, device)
     schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))

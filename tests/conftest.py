@@ -25,6 +25,15 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_tracking_uri():
+    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI, which would send later subprocess runs to an
+    earlier test's database; every test starts and ends without it."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> str:
     root = os.environ.get("MNIST_SWEEP_DATA", str(REPO.parent / "shared" / "data"))
