@@ -4,7 +4,8 @@ number of images, timed in alternation so that drift on a noisy machine hits bot
 (a) project: the whole split as one uint8 tensor on the device, per-sample rotation drawn for the whole batch,
     normalisation on the batch, channels_last (as `python -m mnist_sweep` trains).
 (b) seed-style: torchvision's MNIST dataset + PIL RandomRotation(±7°) + ToTensor + Normalize per image, through
-    a DataLoader, as the seed projects do.
+    a DataLoader, as the seed projects do, with the same layers in torch's stock form (nn.Dropout instead of the
+    project's cheaper-mask Dropout, contiguous NCHW instead of channels_last).
 Both train the model with SGD (momentum 0.9) at the same batch size for one epoch of --images images.
 """
 
@@ -30,7 +31,8 @@ from torchvision import datasets, transforms
 from mnist_sweep.config import register_configs
 from mnist_sweep.data import load_data, locate
 from mnist_sweep.engine import LRSchedule, TrainSettings, train_one_epoch
-from mnist_sweep.models import count_parameters
+from mnist_sweep.models import Dropout, count_parameters
+from mnist_sweep.train import amp_dtype
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 FULL_EPOCH = 55_000  # training images per epoch with the default 5,000-image validation split
@@ -66,6 +68,15 @@ def fresh_model(cfg, device: torch.device, channels_last: bool) -> torch.nn.Modu
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def with_stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """The seeds' nn.Dropout in place of the project's Dropout: same p, same math, torch's own mask kernel."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, Dropout):
+                setattr(parent, name, torch.nn.Dropout(child.p))
+    return model
+
+
 def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
@@ -73,7 +84,9 @@ def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
 def time_project_epoch(cfg, data, device: torch.device) -> float:
     model = fresh_model(cfg, device, cfg.trainer.channels_last)
     optimizer = sgd(model)
-    settings = TrainSettings(epochs=1, batch_size=cfg.trainer.batch_size, progress=False)
+    settings = TrainSettings(
+        epochs=1, batch_size=cfg.trainer.batch_size, progress=False, autocast_dtype=amp_dtype(cfg.trainer.amp, device)
+    )
     schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
     augment = instantiate(cfg.augmentation).to(device)
     start = time.perf_counter()
@@ -99,7 +112,7 @@ def seed_style_dataset(cfg, images: int) -> Subset:
 
 
 def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
-    model = fresh_model(cfg, device, channels_last=False)
+    model = with_stock_dropout(fresh_model(cfg, device, channels_last=False))
     optimizer = sgd(model)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     model.train()

@@ -16,6 +16,35 @@ def _check_dropout(p: float) -> float:
     return p
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on CPU.
+
+    torch draws a CPU dropout mask one Bernoulli sample at a time (bernoulli_, ~5 ns per element), which measured
+    about 30% of a gap8k training step. Here one random_ call fills 64 bits, read as four 16-bit uniforms, so the
+    mask costs about half as much in all (forward plus backward). Same distribution up to p rounded to 1/65536,
+    same torch generator (torch.manual_seed governs it). Other devices keep torch's own kernel.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(_check_dropout(p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu" or not _is_dense(x):
+            return super().forward(x)
+        bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        # Give the mask x's strides (a channels_last activation stays channels_last after the multiply).
+        uniform16 = bits.view(torch.int16)[: x.numel()].as_strided(x.shape, x.stride())
+        keep = uniform16 >= -(2**15) + round(self.p * 2**16)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
+def _is_dense(x: torch.Tensor) -> bool:
+    """Whether x's elements fill exactly x.numel() slots of memory, in any dimension order."""
+    return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+
+
 class ConvBlock(nn.Sequential):
     """Conv2d, then ReLU and BatchNorm in the order the seed used, then optional Dropout.
 
@@ -42,7 +71,7 @@ class ConvBlock(nn.Sequential):
             raise ValueError(f"ConvBlock order must be one of {sorted(post)}, got {order!r}")
         layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=bias), *post[order]]
         if _check_dropout(dropout) > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         super().__init__(*layers)
 
 
@@ -71,7 +100,7 @@ class GAPHead(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         if _check_dropout(dropout) > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         if classifier:
             layers.append(nn.Linear(in_ch, num_classes, bias=bias))
         elif in_ch != num_classes:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_sweep.models import ConvBlock, GAPHead, Residual, count_parameters
+from mnist_sweep.models import ConvBlock, Dropout, GAPHead, Residual, count_parameters
 from mnist_sweep.train import build_model
 
 from .conftest import CONF, compose_config
@@ -69,3 +69,30 @@ def test_dropout_outside_0_1_is_refused(p):
 def test_head_without_classifier_needs_one_channel_per_class():
     with pytest.raises(ValueError, match="num_classes"):
         GAPHead(16, classifier=False)
+
+
+def test_fast_dropout_drops_p_and_rescales_the_rest():
+    torch.manual_seed(0)
+    x = torch.ones(64, 8, 26, 26)
+    y = Dropout(0.1).train()(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.005
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.01
+
+
+def test_fast_dropout_is_identity_in_eval_and_follows_the_seed():
+    x = torch.randn(4, 8, 6, 6)
+    assert torch.equal(Dropout(0.3).eval()(x), x)
+    torch.manual_seed(1)
+    a = Dropout(0.3)(x)
+    torch.manual_seed(1)
+    assert torch.equal(Dropout(0.3)(x), a)
+
+
+def test_fast_dropout_keeps_channels_last_and_masks_gradients():
+    x = torch.randn(8, 4, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = Dropout(0.5)(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
