@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from mnist_sweep.config import register_configs
 from mnist_sweep.errors import UserError
 from mnist_sweep.train import train
+from mnist_sweep.trial import epoch_hook
 
 log = logging.getLogger("mnist_sweep")
 register_configs()
@@ -23,12 +24,17 @@ register_configs()
 def main(cfg: DictConfig) -> dict[str, float]:
     hydra_cfg = HydraConfig.get()
     try:
-        return train(cfg, Path(hydra_cfg.runtime.output_dir)).objectives()
+        return train(cfg, Path(hydra_cfg.runtime.output_dir), on_epoch_end=epoch_hook(cfg)).objectives()
     except UserError as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the sweeper records this trial as failed and carries on
         print(f"mnist_sweep: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweeper stops the study cleanly
+        print("mnist_sweep: interrupted; the MLflow run is marked KILLED, its logged epochs kept.", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""The job's side of a trial. The sweeper passes `optuna={storage, study_name, trial_id, pruner}` as an override;
+the job reaches its trial through the study storage, so this works in any process the launcher chooses."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+
+from hydra_plugins.mnist_sweep_optuna.storage import load_study
+
+
+class TrialLink:
+    """Report one value per step; raise optuna.TrialPruned when the study's pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, pruning: bool) -> None:
+        self.trial, self.pruning = trial, pruning
+
+    @classmethod
+    def connect(cls, optuna_cfg: Any) -> TrialLink:
+        pruner = instantiate(optuna_cfg.pruner) if optuna_cfg.get("pruner") else None
+        study = load_study(optuna_cfg.storage, optuna_cfg.study_name, pruner)
+        # Optuna reports intermediate values for one objective only; a multi-objective study just records steps.
+        return cls(optuna.Trial(study, int(optuna_cfg.trial_id)), pruner is not None and len(study.directions) == 1)
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def report(self, step: int, value: float) -> None:
+        self.trial.set_user_attr("epochs_run", step)
+        if not self.pruning or not math.isfinite(value):
+            return
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"trial {self.trial.number} pruned after step {step} (value {value:.4f})")

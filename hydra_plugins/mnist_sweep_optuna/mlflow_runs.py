@@ -1,0 +1,89 @@
+"""MLflow for a sweep: one parent run per sweep command, one nested child run per trial. Trained trials create
+their own child run in the job (mnist_sweep.tracking.mlflow_run nests it under tracking.parent_run_id); the
+sweeper creates the child runs of rejected trials itself and stamps every child with the trial's final state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from hydra.core.override_parser.types import Transformer
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+class SweepRuns:
+    def __init__(self, tracking_cfg: Any, study_name: str, params: dict[str, str], parent_id: str | None) -> None:
+        """parent_id: the sweep run to join (a worker started by the sweeper); None creates one."""
+        self.uri = tracking_cfg.get("tracking_uri") or mlflow.get_tracking_uri()
+        self.study_name = study_name
+        self.client, self.experiment_id = self.connect(tracking_cfg.get("experiment") or "Default")
+        if parent_id:
+            self.parent_id = parent_id
+            return
+        tags = {"optuna_study": study_name, "optuna_role": "sweep"}
+        self.parent = self.client.create_run(self.experiment_id, run_name=f"sweep-{study_name}", tags=tags)
+        self.parent_id = self.parent.info.run_id
+        for key, value in params.items():
+            self.client.log_param(self.parent_id, key, str(value)[:6000])
+
+    def connect(self, experiment: str, attempts: int = 5) -> tuple[MlflowClient, str]:
+        """Two workers started together on a fresh mlflow.db both run MLflow's schema migrations, and the loser
+        fails ("table ... already exists"); once the winner is done the database is fine, so try again."""
+        for attempt in range(attempts):
+            try:
+                client = MlflowClient(self.uri)
+                found = client.get_experiment_by_name(experiment)
+                return client, found.experiment_id if found else client.create_experiment(experiment)
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+                log.info("MLflow store %s not ready (another worker is creating it?); retrying", self.uri)
+                time.sleep(2 + attempt)
+        raise AssertionError("unreachable")
+
+    def job_overrides(self, trial_number: int) -> list[str]:
+        """What makes the job's own run a child of this sweep, tagged with its trial."""
+        return [
+            f"tracking.tracking_uri={Transformer.str(self.uri)}",
+            f"tracking.parent_run_id={self.parent_id}",
+            f"tracking.run_name=trial-{trial_number}",
+            f"++tracking.tags.optuna_study={Transformer.str(self.study_name)}",
+            f"++tracking.tags.optuna_trial={trial_number}",
+        ]
+
+    def log_rejected(self, trial_number: int, overrides: list[str], n_params: int, max_params: int) -> None:
+        tags = {
+            "mlflow.parentRunId": self.parent_id, "optuna_study": self.study_name, "optuna_trial": str(trial_number),
+            "optuna_state": "REJECTED", "optuna_rejected": "true", "optuna_pruned": "false",
+        }  # fmt: skip
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}-rejected", tags=tags)
+        for override in overrides:
+            key, _, value = override.partition("=")
+            self.client.log_param(run.info.run_id, key.lstrip("+~"), value[:6000])
+        self.client.log_metric(run.info.run_id, "n_params", n_params)
+        self.client.set_tag(run.info.run_id, "rejection", f"{n_params:,} parameters > budget {max_params:,}")
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+
+    def mark_trial(self, trial_number: int, state: str) -> None:
+        """Stamp the job's child run (found by its tags, so it works whichever process ran it)."""
+        query = (
+            f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}' "
+            f"and tags.`mlflow.parentRunId` = '{self.parent_id}'"
+        )
+        for run in self.client.search_runs([self.experiment_id], query, max_results=5):
+            self.client.set_tag(run.info.run_id, "optuna_state", state)
+            self.client.set_tag(run.info.run_id, "optuna_rejected", "false")
+            self.client.set_tag(run.info.run_id, "optuna_pruned", str(state == "PRUNED").lower())
+
+    def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
+        for key, value in metrics.items():
+            self.client.log_metric(self.parent_id, key, value)
+        for path in artifacts:
+            if path.exists():
+                self.client.log_artifact(self.parent_id, str(path))
+        self.client.set_terminated(self.parent_id, status)

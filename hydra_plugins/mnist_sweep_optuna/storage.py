@@ -1,0 +1,66 @@
+"""Where a study lives: a journal file (the default; Optuna's file lock makes it safe for several processes) or a
+database URL (sqlite:///..., postgresql://...). The sweeper and every trial job open it from the same string."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from hydra_plugins.mnist_sweep_optuna.errors import SweepError
+
+
+def resolve_storage(storage: str, launch_dir: str | Path) -> str:
+    """A journal path relative to the launch directory becomes absolute, so jobs in other dirs find it too."""
+    if "://" in storage:
+        return postgres_driver(storage)
+    return str((Path(launch_dir) / Path(storage).expanduser()).resolve())
+
+
+def postgres_driver(url: str) -> str:
+    # SQLAlchemy reads postgresql:// as psycopg2; this project installs psycopg (3), so name it when psycopg2 is absent.
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None:
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def open_storage(storage: str) -> BaseStorage:
+    try:
+        if "://" not in storage:
+            Path(storage).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(storage))
+        # Optuna's default 60 s heartbeat-less RDB setup; pool_pre_ping survives a restarted database server.
+        return RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # SQLAlchemy, a driver or the OS: any of them means this storage can't be used
+        raise SweepError(
+            f"Cannot open the Optuna storage {redact(storage)!r}: {type(exc).__name__}: {first_line(exc)}. Set "
+            "hydra.sweeper.storage to a journal file path (default optuna_journal.log) or a database URL such as "
+            "sqlite:///optuna.db or postgresql://user:password@host:5432/dbname (pip install psycopg[binary])."
+        ) from None
+
+
+def in_memory(storage: str) -> bool:
+    """An in-memory database lives in one process: extra workers could not see the study."""
+    return storage.startswith("sqlite") and storage.split("://", 1)[1] in ("", "/", "/:memory:")
+
+
+def redact(url: str) -> str:
+    """Hide a password in an error message."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def load_study(storage: str, study_name: str, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    # A trial job only reports and asks the pruner; the cheap random sampler keeps it from fitting a model.
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage),
+                             sampler=optuna.samplers.RandomSampler(), pruner=pruner)  # fmt: skip

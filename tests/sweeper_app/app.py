@@ -1,0 +1,41 @@
+"""A tiny Hydra app for the sweeper tests: the real sweeper, storage, budget hook and epoch hook, but no data and
+no training. Each "epoch" is arithmetic on the knobs, so a whole sweep takes seconds."""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, float]:
+    # Imported here, not at the top: the tests that stop at a bad input never pay for torch.
+    from mnist_sweep.engine import EpochMetrics
+    from mnist_sweep.trial import epoch_hook
+
+    record_launch(cfg)
+    on_epoch_end = epoch_hook(cfg)
+    acc = 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        acc = (1 - (cfg.x - 0.3) ** 2) * (1 - 0.5**epoch)
+        loss = math.nan if cfg.x > cfg.diverge_above else 1 - acc
+        on_epoch_end(EpochMetrics(epoch=epoch, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc,
+                                  lr=0.1, seconds=0.0))  # fmt: skip
+        time.sleep(cfg.epoch_seconds)
+    return {"val_acc": acc, "n_params": float(cfg.width * 100), "test_acc": acc}
+
+
+def record_launch(cfg: DictConfig) -> None:
+    """One file per launched job, so a test can see which trials were trained."""
+    jobs = Path(cfg.jobs_dir)
+    jobs.mkdir(parents=True, exist_ok=True)
+    number = cfg.optuna.trial_number if cfg.get("optuna") else "single"
+    (jobs / f"{number}.json").write_text(json.dumps({"pid": os.getpid(), "width": cfg.width, "x": cfg.x}))
+
+
+if __name__ == "__main__":
+    main()

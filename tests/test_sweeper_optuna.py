@@ -1,0 +1,292 @@
+"""The Optuna sweeper on a toy app (tests/sweeper_app: real sweeper, storage, budget and epoch hooks, no training).
+Each test runs `python app.py -m ...` in its own temp dir, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from hydra_plugins.mnist_sweep_optuna import config as sweeper_config
+from hydra_plugins.mnist_sweep_optuna.search_space import grid_of, parse_search_space, sample_overrides
+from hydra_plugins.mnist_sweep_optuna.storage import open_storage
+
+APP = Path(__file__).parent / "sweeper_app" / "app.py"
+STUDY = "app-max_val_acc"
+
+
+def toy_command(*args: str) -> list[str]:
+    return [sys.executable, str(APP), "-m", *args]
+
+
+def run_toy(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run(toy_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    print(result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+def load(cwd: Path, name: str = STUDY) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(str(cwd / "optuna_journal.log")))
+
+
+def launched(cwd: Path) -> dict[int, dict]:
+    """Trial number -> what the job wrote: only trials whose job actually ran are here."""
+    return {int(p.stem): json.loads(p.read_text()) for p in (cwd / "jobs").glob("*.json")}
+
+
+def by_state(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    states: dict[str, list] = {}
+    for t in study.trials:
+        states.setdefault("REJECTED" if t.user_attrs.get("rejected") else t.state.name, []).append(t)
+    return states
+
+
+# ------------------------------------------------------------------ search-space syntax (no subprocess)
+def test_search_space_syntax_maps_to_optuna_distributions():
+    space = parse_search_space(
+        {"a": "interval(0, 1)", "b": "int(interval(1, 10))", "c": "tag(log, interval(1e-5, 1e-1))",
+         "d": "range(1, 10, 2)", "e": "choice(pool, conv1x1_pool)", "f": 8000, "g": "choice(4, 8)", "model": "family"},
+        ["h=x,y", "a=interval(0, 2)"],
+    )  # fmt: skip
+    d = space.distributions
+    assert d["a"] == optuna.distributions.FloatDistribution(0.0, 2.0)  # the command line wins
+    assert d["b"] == optuna.distributions.IntDistribution(1, 10)
+    assert d["c"] == optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
+    assert d["d"] == optuna.distributions.IntDistribution(1, 9, step=2)  # stop excluded, as in Python
+    assert d["e"].choices == ("pool", "conv1x1_pool") and d["g"].choices == (4, 8) and d["h"].choices == ("x", "y")
+    assert space.fixed == {"f": "8000", "model": "family"}
+    overrides = sample_overrides(optuna.create_study().ask(), space)
+    assert overrides[:2] == ["f=8000", "model=family"] and len(overrides) == 2 + len(d)
+    grid = grid_of(parse_search_space({"g": "choice(4, 8)", "d": "range(1, 5)"}, []))
+    assert grid == {"g": [4, 8], "d": [1, 2, 3, 4]}
+
+
+BAD_SPECS = ["interval(0,", "interval(1, 0)", "choice()", "range(5, 1)", "tag(log, interval(0, 1))"]
+
+
+@pytest.mark.parametrize("bad", BAD_SPECS)
+def test_malformed_search_space_is_a_clear_error(bad):
+    # Matched by name: Hydra re-executes plugin modules when it scans them, so after any in-process Hydra start
+    # (another test's compose) the class raised is a fresh SweepError, not the one this module imported.
+    with pytest.raises(Exception, match="hydra.sweeper.params") as info:
+        parse_search_space({"x": bad}, [])
+    assert type(info.value).__name__ == "SweepError"
+
+
+def test_every_sampler_and_pruner_config_instantiates():
+    grid = {"x": [1, 2]}
+    for name, conf in {**sweeper_config.SAMPLERS, **sweeper_config.PRUNERS}.items():
+        extra = {"search_space": grid} if name == "grid" else {}
+        assert instantiate(OmegaConf.structured(conf), **extra) is not None, name
+
+
+# ------------------------------------------------------------------ toy sweeps
+def test_budget_rejection_pruning_warm_start_and_hook(tmp_path):
+    result = run_toy(
+        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "hydra/sweeper/sampler=random",
+        "hydra.sweeper.warm_start=[{x: 0.3, width: 4}, {x: 0.9, width: 32}]",
+        "hydra.sweeper.custom_search_space=hooks.epochs_for_small_models", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0
+    study, jobs = load(tmp_path), launched(tmp_path)
+    states = by_state(study)
+    # Warm start: the seeds are the first trials; the over-budget one is rejected like any other.
+    seeds = [{k: t.params[k] for k in ("x", "width")} for t in study.trials[:2]]
+    assert seeds == [{"x": 0.3, "width": 4}, {"x": 0.9, "width": 32}]
+    rejected = states["REJECTED"]
+    assert rejected and all(t.params["width"] == 32 and t.constraints["params_over_budget"] > 0 for t in rejected)
+    assert not {t.number for t in rejected} & set(jobs), "a rejected trial must never reach a job"
+    assert all(t.constraints["params_over_budget"] <= 0 for t in states["COMPLETE"])
+    assert states.get("PRUNED"), "the median pruner should stop at least one poor trial"
+    assert all(t.user_attrs["epochs_run"] < 4 for t in states["PRUNED"])
+    assert len(states["COMPLETE"]) + len(states["PRUNED"]) == 8  # rejected trials don't count towards n_trials
+    # The hook's conditional param exists exactly for width 4.
+    assert all(("epochs" in t.params) == (t.params["width"] == 4) for t in study.trials if "width" in t.params)
+    summary = result.stdout
+    assert f"{len(rejected)} rejected over budget" in summary and "leaderboard" not in result.stderr
+    assert (next((tmp_path / "multirun").glob("*/*/leaderboard.csv"))).exists()
+    found = yaml.safe_load((tmp_path / "found" / f"{STUDY}.yaml").read_text())
+    assert found["name"] == f"found_{STUDY}" and found["net"]["_target_"] == "mnist_sweep.family.build_family"
+
+
+def test_resume_continues_numbering_and_redoes_an_interrupted_trial(tmp_path):
+    slow = subprocess.Popen(toy_command("hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=1",
+                                        "hydra/sweeper/search_space=none", "epochs=2", "epoch_seconds=1.0", "width=4"),
+                            cwd=tmp_path)  # fmt: skip
+    deadline = time.time() + 60
+    while not (tmp_path / "jobs" / "1.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    slow.send_signal(signal.SIGINT)  # Ctrl-C while trial 1 trains
+    assert slow.wait(timeout=60) != 0
+    before = load(tmp_path)
+    interrupted = [t for t in before.trials if t.user_attrs.get("interrupted")]
+    assert [t.number for t in interrupted] == [1] and interrupted[0].state == TrialState.FAIL
+    done_before = {t.number: t.params for t in before.trials if t.state == TrialState.COMPLETE}
+
+    assert run_toy("hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=1", "width=4", cwd=tmp_path).returncode == 0
+    after = load(tmp_path)
+    numbers = [t.number for t in after.trials]
+    assert numbers == list(range(len(numbers)))  # numbering continues, nothing overwritten
+    assert {t.number: t.params for t in after.trials if t.number in done_before} == done_before
+    retried = [t for t in after.trials if t.user_attrs.get("retry_of") == 1]
+    assert len(retried) == 1 and retried[0].params == interrupted[0].params and retried[0].state.is_finished()
+    finished = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    assert all(launched(tmp_path)[t.number] for t in finished)
+
+
+def test_nan_fails_the_trial_and_the_sweep_goes_on_until_max_failure_rate(tmp_path):
+    args = ["x=choice(0.2, 0.9)", "diverge_above=0.5", "width=4", "hydra/sweeper/pruner=none",
+            "hydra.sweeper.n_workers=1"]  # fmt: skip
+    result = run_toy("hydra.sweeper.n_trials=6", "hydra.sweeper.max_failure_rate=1.0", *args, cwd=tmp_path)
+    assert result.returncode == 0
+    states = by_state(load(tmp_path))
+    assert states["FAIL"] and states["COMPLETE"] and len(states["FAIL"]) + len(states["COMPLETE"]) == 6
+    assert all("diverged" in t.user_attrs["error"] for t in states["FAIL"])
+
+    stopped = run_toy("hydra.sweeper.n_trials=40", "hydra.sweeper.max_failure_rate=0.05", *args, cwd=tmp_path)
+    assert stopped.returncode == 2 and "max_failure_rate=0.05" in stopped.stderr
+    assert len(load(tmp_path).trials) > 6  # nothing recorded before was lost
+
+
+def test_multi_objective_writes_the_pareto_front(tmp_path):
+    result = run_toy("hydra.sweeper.direction=[maximize,minimize]", "hydra.sweeper.n_trials=6",
+                     "hydra/sweeper/sampler=nsgaii", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0 and "Pareto front:" in result.stdout
+    study = load(tmp_path, "app-max_val_acc-min_n_params")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    sweep_dir = next((tmp_path / "multirun").glob("*/*/pareto_front.yaml")).parent
+    front = yaml.safe_load((sweep_dir / "pareto_front.yaml").read_text())
+    assert front["objectives"] == ["val_acc", "n_params"] and front["front"]
+    assert (sweep_dir / "pareto_front.png").stat().st_size > 1000
+    rejected_numbers = {t.number for t in study.trials if t.user_attrs.get("rejected")}
+    assert not rejected_numbers & {entry["trial"] for entry in front["front"]}
+
+
+def test_two_processes_started_by_hand_share_one_study(tmp_path):
+    # n_workers=1: each command is one process, as when workers are started by hand (on several machines).
+    args = toy_command("hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "epoch_seconds=0.2",
+                       "width=choice(4, 8)")  # fmt: skip
+    workers = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    study, jobs = load(tmp_path), launched(tmp_path)
+    trained = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 8 <= len(trained) <= 9  # both may ask for the last trial at the same moment
+    assert sorted(jobs) == sorted(t.number for t in trained)  # each trial trained exactly once
+    assert len({job["pid"] for job in jobs.values()}) == 2  # and both workers did some
+
+
+# ------------------------------------------------------------------ hydra.sweeper.n_workers: worker processes
+def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its new parent to reap it counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def training_pids(cwd: Path) -> set[int]:
+    try:
+        return {job["pid"] for job in launched(cwd).values()}
+    except ValueError:  # a job file being written
+        return set()
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_n_workers_2_starts_a_worker_that_shares_the_study_and_the_sweep_dir(tmp_path):
+    result = run_toy("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=8", "epoch_seconds=0.3",
+                     "width=choice(4, 8)", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0
+    study, jobs = load(tmp_path), launched(tmp_path)
+    trained = trained_trials(study)
+    assert 8 <= len(trained) <= 9  # both may ask for the last trial at the same moment
+    assert sorted(jobs) == sorted(t.number for t in trained)  # each trial trained exactly once
+    assert len({t.user_attrs["worker"] for t in trained}) == 2  # by two processes
+    assert len({job["pid"] for job in jobs.values()}) == 2
+    [sweep_dir] = (tmp_path / "multirun").glob("*/*")  # the worker's trials went to the same sweep dir
+    assert sorted(int(p.name.removeprefix("trial_")) for p in sweep_dir.glob("trial_*")) == sorted(jobs)
+    worker_log = sweep_dir / "worker-1.log"
+    assert str(worker_log) in result.stdout and "worker 1: Optuna study" in worker_log.read_text()
+    # The summary waited for the worker: it counts every trial of both processes.
+    pruned = sum(t.state == TrialState.PRUNED for t in trained)
+    assert f"this run {len(trained) - pruned} complete, {pruned} pruned" in result.stdout
+
+
+def test_ctrl_c_stops_every_worker_and_requeues_their_trials(tmp_path):
+    sweep = subprocess.Popen(toy_command("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2",
+                                         "epoch_seconds=5.0", "width=4"), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: len(training_pids(tmp_path)) == 2)  # both processes are training
+    os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    output, _ = sweep.communicate(timeout=90)
+    assert sweep.returncode != 0 and "this run" in output  # the summary still comes
+    study = load(tmp_path)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    assert len({t.user_attrs["worker"] for t in interrupted}) == 2  # each process marked its own trial
+    assert len([t for t in study.trials if t.state == TrialState.WAITING and "retry_of" in t.user_attrs]) == 2
+    worker_pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in interrupted} - {sweep.pid}
+    assert worker_pids and all(gone(pid) for pid in worker_pids)
+
+
+def test_sigterm_of_the_sweep_terminates_its_workers(tmp_path):
+    sweep = subprocess.Popen(toy_command("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6",
+                                         "epoch_seconds=5.0", "width=4"), cwd=tmp_path, start_new_session=True,
+                             stdout=subprocess.DEVNULL)  # fmt: skip
+    wait_for(lambda: len(training_pids(tmp_path)) == 2)
+    [worker_pid] = training_pids(tmp_path) - {sweep.pid}
+    sweep.terminate()  # to the sweep process only
+    assert sweep.wait(timeout=30) == -signal.SIGTERM
+    wait_for(lambda: gone(worker_pid), timeout=15)
+
+
+def test_a_failed_worker_is_reported_and_fails_the_command(tmp_path):
+    result = run_toy("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epoch_seconds=0.5", "width=4",
+                     "hydra.sweeper.custom_search_space=hooks.fail_in_workers", cwd=tmp_path)  # fmt: skip
+    worker_log = next((tmp_path / "multirun").glob("*/*/worker-1.log"))
+    assert "broken on purpose" in worker_log.read_text()
+    assert result.returncode == 2 and "this run" in result.stdout  # the summary first, then the error
+    assert f"worker 1 exited with status 1 (its log: {worker_log})" in result.stderr
+    assert f"Worker 1 exited with status 1: see {worker_log}" in result.stdout
+    study = load(tmp_path)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all("broken on purpose" in t.user_attrs["error"] for t in failed)
+    assert 6 <= len(trained_trials(study)) + len(failed) <= 7  # the sweep itself went on to n_trials
+
+
+def test_bad_inputs_exit_nonzero_with_a_clear_message_and_lose_nothing(tmp_path):
+    first = run_toy("hydra.sweeper.n_trials=2", "hydra.sweeper.n_workers=1", "width=4", "epochs=2", cwd=tmp_path)
+    assert first.returncode == 0
+    cases = {
+        "hydra.sweeper.n_workers=0": "hydra.sweeper.n_workers must be 1 or more",
+        "hydra.sweeper.storage=sqlite:///:memory:": "in-memory database",
+        "hydra/sweeper/sampler=annealing": "Could not find 'hydra/sweeper/sampler/annealing'",
+        "hydra.sweeper.params.x='interval(0,'": "cannot parse",
+        "hydra.sweeper.storage=nosuchdb://x/y": "Cannot open the Optuna storage",
+        "+hydra.sweeper.params.nosuchkey='choice(1,2)'": "could not compose",
+    }
+    for override, message in cases.items():
+        result = run_toy("hydra.sweeper.n_trials=4", override, cwd=tmp_path)
+        assert result.returncode != 0 and message in result.stderr, override
+    assert len(load(tmp_path).trials) == 2
