@@ -31,7 +31,9 @@ class TrainerConfig:
     channels_last: bool = True  # NHWC weights and activations: measured faster on CPU (oneDNN) and on CUDA
     compile: bool = False  # torch.compile the model: on this 2-core CPU it compiled for ~30 s and then ran slower
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
-    amp: str = "auto"  # auto: bf16 on CUDA, off on CPU (measured no faster there); or bf16, fp16, off
+    # auto: bf16 on CUDA, off on CPU (bf16 pays off only on CPUs with native bf16 such as AVX512-BF16, and even
+    # there it is opt-in so that default results stay fp32)
+    amp: str = "auto"  # or bf16, fp16, off
 
 
 @dataclass
