@@ -84,9 +84,10 @@ def log_config(cfg: DictConfig, n_params: int) -> None:
     mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
 
 
-def log_checkpoint(model: torch.nn.Module, state: dict, out_dir: Path, as_mlflow_model: bool) -> Path:
+def log_checkpoint(model: torch.nn.Module, out_dir: Path, as_mlflow_model: bool) -> Path:
+    """The model's weights as checkpoints/best.pt, and optionally as an MLflow model that loads back on its own."""
     path = out_dir / "best.pt"
-    torch.save(state, path)
+    torch.save(model.state_dict(), path)
     mlflow.log_artifact(str(path), "checkpoints")
     if as_mlflow_model:
         # Explicit requirements: MLflow would otherwise infer them by importing the model in a subprocess.

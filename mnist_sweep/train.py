@@ -21,7 +21,7 @@ from torchinfo import summary
 from mnist_sweep import report, tracking
 from mnist_sweep.config import AMP_DTYPES, validate
 from mnist_sweep.data import load_data
-from mnist_sweep.engine import LRSchedule, TrainSettings, evaluate, fit, predict
+from mnist_sweep.engine import LRSchedule, TrainSettings, fit, predict
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import count_parameters
 
@@ -124,44 +124,54 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     with tracking.mlflow_run(cfg) as run:
         tracking.log_config(cfg, n_params)
         mlflow.log_text(str(summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device)), "model_summary.txt")
-
-        def log_epoch(m):
-            mlflow.log_metrics(
-                {"train_loss": m.train_loss, "train_acc": m.train_acc, "val_loss": m.val_loss,
-                 "val_acc": m.val_acc, "lr": m.lr, "epoch_seconds": m.seconds},
-                step=m.epoch,
-            )  # fmt: skip
-            log.info(
-                "epoch %d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | lr %.2e | %.1fs",
-                m.epoch, m.train_loss, 100 * m.train_acc, m.val_loss, 100 * m.val_acc, m.lr, m.seconds,
-            )  # fmt: skip
-            on_epoch_end(m)
-
-        result = fit(model, data, optimizer, schedule, augment, settings, log_epoch)
+        result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end))
         if cfg.trainer.keep_best:
             model.load_state_dict(result.best_state)
-        # The one and only look at the test split, on the checkpoint chosen by validation accuracy.
-        test_logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.autocast_dtype)
-        test_preds = test_logits.argmax(1)
-        test_acc = (test_preds == data.test.labels).float().mean().item()
-        final = {
-            "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "test_acc": test_acc,
-            "n_params": n_params, "epochs_run": len(result.history), "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-        }  # fmt: skip
-        mlflow.log_metrics(final)
-        mlflow.set_tag("stopped_early", str(result.stopped_early))
-        log_figures(result, data, test_preds)
-        tracking.log_checkpoint(model, model.state_dict(), out_dir, cfg.tracking.log_model)
-        final["wall_seconds"] = time.perf_counter() - started
-        mlflow.log_metric("wall_seconds", final["wall_seconds"])
+        test_acc = evaluate_test_once(model, data, settings, result)
+        tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model)
+        wall_seconds = time.perf_counter() - started
+        mlflow.log_metric("wall_seconds", wall_seconds)
 
     outcome = RunResult(
         cfg.model.name, n_params, result.best_val_acc, result.best_epoch, len(result.history), test_acc,
-        result.train_seconds, final["wall_seconds"], run.info.run_id,
+        result.train_seconds, wall_seconds, run.info.run_id,
     )  # fmt: skip
     print_summary(outcome, result.images_per_second)
     return outcome
+
+
+def epoch_logger(on_epoch_end):
+    """Each epoch's metrics to MLflow and the log, then to the caller's hook (a sweeper's pruner)."""
+
+    def log_epoch(m) -> None:
+        mlflow.log_metrics(
+            {"train_loss": m.train_loss, "train_acc": m.train_acc, "val_loss": m.val_loss,
+             "val_acc": m.val_acc, "lr": m.lr, "epoch_seconds": m.seconds},
+            step=m.epoch,
+        )  # fmt: skip
+        log.info(
+            "epoch %d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | lr %.2e | %.1fs",
+            m.epoch, m.train_loss, 100 * m.train_acc, m.val_loss, 100 * m.val_acc, m.lr, m.seconds,
+        )  # fmt: skip
+        on_epoch_end(m)
+
+    return log_epoch
+
+
+def evaluate_test_once(model, data, settings: TrainSettings, result) -> float:
+    """The one and only look at the test split, on the checkpoint chosen by validation accuracy; logs the final
+    metrics and the figures."""
+    logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.autocast_dtype)
+    test_preds = logits.argmax(1)
+    test_acc = (test_preds == data.test.labels).float().mean().item()
+    mlflow.log_metrics({
+        "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "test_acc": test_acc,
+        "n_params": count_parameters(model), "epochs_run": len(result.history),
+        "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
+    })  # fmt: skip
+    mlflow.set_tag("stopped_early", str(result.stopped_early))
+    log_figures(result, data, test_preds)
+    return test_acc
 
 
 def log_figures(result, data, test_preds: torch.Tensor) -> None:
@@ -188,5 +198,3 @@ def print_summary(r: RunResult, images_per_second: float) -> None:
     })  # fmt: skip
     print(table, flush=True)
 
-
-__all__ = ["RunResult", "train", "build_model", "check_budget", "evaluate"]
