@@ -105,11 +105,11 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
 
 def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainSettings, desc: str, ema=None):
     model.train()
-    total_loss = torch.zeros((), device=data.train.labels.device)
-    correct = torch.zeros((), dtype=torch.long, device=data.train.labels.device)
+    device = data.train.labels.device
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     steps = range(0, len(data.train), s.batch_size)
     bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if s.progress else True)
-    device = data.train.labels.device
     for images, labels in shuffled_batches(data.train, s.batch_size):
         with autocast(device, s.autocast_dtype):
             logits = model(normalise(images, data.mean, data.std, augment))

@@ -127,7 +127,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end))
         if cfg.trainer.keep_best:
             model.load_state_dict(result.best_state)
-        test_acc = evaluate_test_once(model, data, settings, result)
+        test_acc = evaluate_test_once(model, data, settings, result, n_params)
         tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model)
         wall_seconds = time.perf_counter() - started
         mlflow.log_metric("wall_seconds", wall_seconds)
@@ -158,7 +158,7 @@ def epoch_logger(on_epoch_end):
     return log_epoch
 
 
-def evaluate_test_once(model, data, settings: TrainSettings, result) -> float:
+def evaluate_test_once(model, data, settings: TrainSettings, result, n_params: int) -> float:
     """The one and only look at the test split, on the checkpoint chosen by validation accuracy; logs the final
     metrics and the figures."""
     logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.autocast_dtype)
@@ -166,7 +166,7 @@ def evaluate_test_once(model, data, settings: TrainSettings, result) -> float:
     test_acc = (test_preds == data.test.labels).float().mean().item()
     mlflow.log_metrics({
         "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "test_acc": test_acc,
-        "n_params": count_parameters(model), "epochs_run": len(result.history),
+        "n_params": n_params, "epochs_run": len(result.history),
         "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
     })  # fmt: skip
     mlflow.set_tag("stopped_early", str(result.stopped_early))
