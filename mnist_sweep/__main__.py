@@ -1,8 +1,10 @@
-"""`python -m mnist_sweep [overrides]`: one Hydra-composed training run (or a sweep of them with -m)."""
+"""`python -m mnist_sweep [overrides]`: one Hydra-composed training run (or a sweep of them with -m).
+
+Thin on purpose: torch, MLflow and the training code are imported inside main(), so `--help`, `--cfg` and a bad
+override answer without loading them."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -13,10 +15,7 @@ from omegaconf import DictConfig
 
 from mnist_sweep.config import register_configs
 from mnist_sweep.errors import UserError
-from mnist_sweep.train import train
-from mnist_sweep.trial import epoch_hook
 
-log = logging.getLogger("mnist_sweep")
 register_configs()
 
 
@@ -24,6 +23,9 @@ register_configs()
 def main(cfg: DictConfig) -> dict[str, float]:
     hydra_cfg = HydraConfig.get()
     try:
+        from mnist_sweep.train import train
+        from mnist_sweep.trial import epoch_hook
+
         return train(cfg, Path(hydra_cfg.runtime.output_dir), on_epoch_end=epoch_hook(cfg)).objectives()
     except UserError as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:

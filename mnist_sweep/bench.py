@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
 from mnist_sweep.config import register_configs
 from mnist_sweep.data import load_data, locate
-from mnist_sweep.engine import LRSchedule, TrainSettings, train_one_epoch
+from mnist_sweep.engine import LRSchedule, train_one_epoch
 from mnist_sweep.models import Dropout, count_parameters
-from mnist_sweep.train import amp_dtype
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 FULL_EPOCH = 55_000  # training images per epoch with the default 5,000-image validation split
@@ -57,9 +57,15 @@ def compose_config(args: argparse.Namespace):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose(
             "config",
-            overrides=[f"model={args.model}", f"trainer.batch_size={args.batch_size}", "trainer.progress=false",
-                       f"dataset.train_limit={args.images}", "augmentation=rotate", *args.overrides],
-        )  # fmt: skip
+            overrides=[
+                f"model={args.model}",
+                f"trainer.batch_size={args.batch_size}",
+                "trainer.progress=false",
+                f"dataset.train_limit={args.images}",
+                "augmentation=rotate",
+                *args.overrides,
+            ],
+        )
 
 
 def fresh_model(cfg, device: torch.device, channels_last: bool) -> torch.nn.Module:
@@ -84,9 +90,7 @@ def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
 def time_project_epoch(cfg, data, device: torch.device) -> float:
     model = fresh_model(cfg, device, cfg.trainer.channels_last)
     optimizer = sgd(model)
-    settings = TrainSettings(
-        epochs=1, batch_size=cfg.trainer.batch_size, progress=False, autocast_dtype=amp_dtype(cfg.trainer.amp, device)
-    )
+    settings = OmegaConf.to_object(cfg.trainer)  # the same settings a run trains with (trainer.* overrides apply)
     schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
     augment = instantiate(cfg.augmentation).to(device)
     start = time.perf_counter()
@@ -102,11 +106,13 @@ def seed_style_dataset(cfg, images: int) -> Subset:
     scratch.mkdir(parents=True)
     for gz in folder.glob("*.gz"):
         (scratch / gz.name).symlink_to(gz.resolve())
-    transform = transforms.Compose([
-        transforms.RandomRotation((-7.0, 7.0), fill=(1,)),
-        transforms.ToTensor(),
-        transforms.Normalize((0.1307,), (0.3081,)),
-    ])  # fmt: skip
+    transform = transforms.Compose(
+        [
+            transforms.RandomRotation((-7.0, 7.0), fill=(1,)),
+            transforms.ToTensor(),
+            transforms.Normalize((0.1307,), (0.3081,)),
+        ]
+    )
     full = datasets.MNIST(str(scratch.parents[1]), train=True, download=True, transform=transform)
     return Subset(full, range(images))
 
@@ -134,10 +140,20 @@ def forward_flops_per_image(cfg) -> int:
 
 
 def machine_line(device: torch.device) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {os.cpu_count()} cores"
-    return f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads"  # fmt: skip
+    return f"{where}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
@@ -146,7 +162,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = compose_config(args)
-    data = load_data(cfg.dataset, cfg.trainer.val_size, device)
+    data = load_data(cfg.dataset, device)
     seed_data = seed_style_dataset(cfg, args.images)
     n_params = count_parameters(instantiate(cfg.model.net))
     flops = forward_flops_per_image(cfg)
@@ -167,21 +183,38 @@ def report(args, device, n_params: int, flops: int, project: list[float], seed_s
     for name, rates in (("project (tensors on device)", project), ("seed-style (DataLoader + PIL)", seed_style)):
         rate = statistics.median(rates)
         rows[name] = {
-            "images_per_s": rate, "s_per_epoch_55k": FULL_EPOCH / rate, "gflop_per_s": rate * train_flops / 1e9
-        }  # fmt: skip
+            "images_per_s": rate,
+            "s_per_epoch_55k": FULL_EPOCH / rate,
+            "gflop_per_s": rate * train_flops / 1e9,
+        }
     print(f"machine : {machine_line(device)}")
-    print(f"model   : {args.model}, {n_params:,} parameters, {flops / 1e6:.2f} MFLOP forward per image "
-          f"(~{train_flops / 1e6:.2f} MFLOP per trained image)")  # fmt: skip
-    print(f"workload: {args.images:,} images per epoch, batch {args.batch_size}, rotation ±7°, SGD; "
-          f"{args.repeats} alternating repeats, medians; s/epoch scaled to {FULL_EPOCH:,} images")  # fmt: skip
+    print(
+        f"model   : {args.model}, {n_params:,} parameters, {flops / 1e6:.2f} MFLOP forward per image "
+        f"(~{train_flops / 1e6:.2f} MFLOP per trained image)"
+    )
+    print(
+        f"workload: {args.images:,} images per epoch, batch {args.batch_size}, rotation ±7°, SGD; "
+        f"{args.repeats} alternating repeats, medians; s/epoch scaled to {FULL_EPOCH:,} images"
+    )
     print(f"{'pipeline':<32}{'images/s':>10}{'s/epoch':>10}{'GFLOP/s':>9}")
     for name, r in rows.items():
         print(f"{name:<32}{r['images_per_s']:>10,.0f}{r['s_per_epoch_55k']:>10.1f}{r['gflop_per_s']:>9.2f}")
-    print(f"speed-up: {statistics.median(ratios):.2f}x (median of per-pair ratios; all pairs: "
-          f"{', '.join(f'{r:.2f}' for r in ratios)})")  # fmt: skip
+    print(
+        f"speed-up: {statistics.median(ratios):.2f}x (median of per-pair ratios; all pairs: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)})"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                         "ratios": ratios, "forward_flops": flops}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "rows": rows,
+                    "ratios": ratios,
+                    "forward_flops": flops,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

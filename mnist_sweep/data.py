@@ -8,6 +8,7 @@ next to the .gz files is not an option.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ class Data:
     classes: list[str]
     mean: float
     std: float
+    name: str = ""  # dataset.name
+    folder: Path | None = None  # where the files were read
+    digest: str = ""  # of the decoded images and labels, so a recompressed copy of the same data has the same one
 
 
 def parse_idx(raw: bytes) -> torch.Tensor:
@@ -107,9 +111,7 @@ def read_file(path: Path, md5: str | None) -> torch.Tensor:
         raise DataError(f"{path} could not be read as a gzipped IDX file ({exc}).") from exc
 
 
-def load_split(
-    name: str, folder: Path, split: str, checksums: dict[str, str] | None = None
-) -> Split:
+def load_split(name: str, folder: Path, split: str, checksums: dict[str, str] | None = None) -> Split:
     checksums = dict(DATASETS[name].resources) if checksums is None else checksums
     images_file, labels_file = SPLIT_FILES[split]
     images = read_file(folder / images_file, checksums.get(images_file))
@@ -145,7 +147,7 @@ def split_train_val(full: Split, val_size: int, split_seed: int, train_limit: in
     """Hold out a validation set fixed by split_seed, so every run and every trial is judged on the same images.
     train_limit keeps the first N remaining training images in file order (for smoke runs)."""
     if not 0 < val_size < len(full):
-        raise DataError(f"trainer.val_size must be between 1 and {len(full) - 1}, got {val_size}.")
+        raise DataError(f"dataset.val_size must be between 1 and {len(full) - 1}, got {val_size}.")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(split_seed))
     val_idx, train_idx = perm[:val_size], perm[val_size:].sort().values
     if train_limit is not None:
@@ -155,14 +157,30 @@ def split_train_val(full: Split, val_size: int, split_seed: int, train_limit: in
     return Split(full.images[train_idx], full.labels[train_idx]), Split(full.images[val_idx], full.labels[val_idx])
 
 
-def load_data(cfg, val_size: int, device: torch.device) -> Data:
+def content_digest(*splits: Split) -> str:
+    md5 = hashlib.md5()
+    for split in splits:
+        md5.update(split.images.numpy().tobytes())
+        md5.update(split.labels.numpy().tobytes())
+    return md5.hexdigest()
+
+
+def load_data(cfg, device: torch.device) -> Data:
     """cfg is the `dataset` config group."""
     if cfg.name not in DATASETS:
         raise DataError(f"dataset.name must be one of {sorted(DATASETS)}, got {cfg.name!r}.")
     folder = locate(cfg.name, cfg.root, list(cfg.get("extra_dirs") or []), cfg.download)
     log.info("reading %s from %s", cfg.name, folder)
-    train, val = split_train_val(load_split(cfg.name, folder, "train"), val_size, cfg.split_seed, cfg.train_limit)
-    test = load_split(cfg.name, folder, "test")
+    full_train, test = load_split(cfg.name, folder, "train"), load_split(cfg.name, folder, "test")
+    train, val = split_train_val(full_train, cfg.val_size, cfg.split_seed, cfg.train_limit)
     return Data(
-        train.to(device), val.to(device), test.to(device), list(DATASETS[cfg.name].classes), cfg.mean, cfg.std
+        train.to(device),
+        val.to(device),
+        test.to(device),
+        list(DATASETS[cfg.name].classes),
+        cfg.mean,
+        cfg.std,
+        name=cfg.name,
+        folder=folder,
+        digest=content_digest(full_train, test),
     )

@@ -4,6 +4,7 @@ normalised as whole batches, and the epoch and checkpoint to keep are chosen on 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
+from mnist_sweep.errors import DivergedError
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -65,18 +70,12 @@ class LRSchedule:
             self.scheduler.step()
 
 
-@dataclass
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    eval_batch_size: int = 2048
-    label_smoothing: float = 0.0
-    l1_weight: float = 0.0
-    grad_clip: float | None = None
-    patience: int | None = None
-    progress: bool = True
-    autocast_dtype: torch.dtype | None = None  # bf16/fp16 mixed precision; None = full fp32
-    ema_decay: float | None = None  # evaluate and keep an exponential moving average of the weights
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """trainer.amp -> the autocast dtype; auto is bf16 on CUDA and off on CPU, where bf16 pays only on CPUs with
+    native bf16 (AVX512-BF16, AMX) and is therefore opt-in."""
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return AMP_DTYPES[amp]
 
 
 def normalise(images: torch.Tensor, mean: float, std: float, augment: nn.Module | None = None) -> torch.Tensor:
@@ -87,7 +86,8 @@ def normalise(images: torch.Tensor, mean: float, std: float, augment: nn.Module 
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast(device: torch.device, amp: str):
+    dtype = autocast_dtype(amp, device)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -103,7 +103,7 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
 
 
-def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainSettings, desc: str, ema=None):
+def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainerConfig, desc: str, ema=None):
     model.train()
     device = data.train.labels.device
     total_loss = torch.zeros((), device=device)
@@ -111,7 +111,7 @@ def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment,
     steps = range(0, len(data.train), s.batch_size)
     bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if s.progress else True)
     for images, labels in shuffled_batches(data.train, s.batch_size):
-        with autocast(device, s.autocast_dtype):
+        with autocast(device, s.amp):
             logits = model(normalise(images, data.mean, data.std, augment))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=s.label_smoothing)
         if s.l1_weight:
@@ -134,19 +134,17 @@ def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment,
 
 
 @torch.inference_mode()
-def predict(
-    model: nn.Module, split: Split, mean: float, std: float, batch_size: int, dtype: torch.dtype | None = None
-) -> torch.Tensor:
+def predict(model: nn.Module, split: Split, mean: float, std: float, batch_size: int, amp: str = "off") -> torch.Tensor:
     """Logits for the whole split, in large batches and without autograd bookkeeping."""
     model.eval()
-    with autocast(split.labels.device, dtype):
+    with autocast(split.labels.device, amp):
         starts = range(0, len(split), batch_size)
         chunks = [model(normalise(split.images[i : i + batch_size], mean, std)) for i in starts]
     return torch.cat(chunks).float()
 
 
-def evaluate(model: nn.Module, split: Split, data: Data, s: TrainSettings) -> tuple[float, float]:
-    logits = predict(model, split, data.mean, data.std, s.eval_batch_size, s.autocast_dtype)
+def evaluate(model: nn.Module, split: Split, data: Data, s: TrainerConfig) -> tuple[float, float]:
+    logits = predict(model, split, data.mean, data.std, s.eval_batch_size, s.amp)
     loss = F.cross_entropy(logits, split.labels).item()
     return loss, (logits.argmax(1) == split.labels).float().mean().item()
 
@@ -164,14 +162,14 @@ def fit(
     optimizer: torch.optim.Optimizer,
     schedule: LRSchedule,
     augment: nn.Module | None,
-    s: TrainSettings,
+    s: TrainerConfig,
     on_epoch_end: Callable[[EpochMetrics], None] = lambda m: None,
 ) -> FitResult:
     """Train for s.epochs, keeping the weights of the epoch with the best validation accuracy (the moving average
     of the weights instead, when s.ema_decay is set).
 
     on_epoch_end sees every epoch's metrics (MLflow logging, Optuna pruning); an exception it raises, such as
-    optuna.TrialPruned, ends training and propagates.
+    optuna.TrialPruned, ends training and propagates. A NaN or infinite loss or accuracy raises DivergedError.
     """
     result = FitResult()
     ema = weight_average(model, s.ema_decay)
@@ -191,8 +189,18 @@ def fit(
         if val_acc > result.best_val_acc or result.best_state is None:
             result.best_epoch, result.best_val_acc = epoch, val_acc
             result.best_state = copy.deepcopy(judged.state_dict())
-        on_epoch_end(metrics)
+        on_epoch_end(metrics)  # logged first, so the diverged epoch is on record
+        check_finite(metrics)
         if s.patience is not None and epoch - result.best_epoch >= s.patience:
             result.stopped_early = True
             break
     return result
+
+
+def check_finite(m: EpochMetrics) -> None:
+    values = {"train loss": m.train_loss, "val loss": m.val_loss, "val acc": m.val_acc}
+    bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+    if bad:
+        raise DivergedError(
+            f"Training diverged at epoch {m.epoch}: {bad}. Lower optimizer.lr or set trainer.grad_clip."
+        )

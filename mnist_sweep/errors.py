@@ -13,3 +13,7 @@ class DataError(UserError):
 
 class BudgetError(UserError):
     pass
+
+
+class DivergedError(UserError):
+    """Training produced NaN or infinite numbers (in a sweep: this trial failed, the sweep goes on)."""

@@ -77,8 +77,9 @@ def conv_block(in_ch, out_ch, size, n_convs, padding, order, dropout, residual, 
             layers.append(Residual([ConvBlock(out_ch, out_ch, padding=1, bias=bias, order=order, dropout=dropout)]))
             continue
         pad = padding if size >= MIN_VALID_SIZE else 1
-        layers.append(ConvBlock(in_ch if i == 0 else out_ch, out_ch, padding=pad, bias=bias, order=order,
-                                dropout=dropout))  # fmt: skip
+        layers.append(
+            ConvBlock(in_ch if i == 0 else out_ch, out_ch, padding=pad, bias=bias, order=order, dropout=dropout)
+        )
         size = size - 2 + 2 * pad
     return layers, size
 
@@ -99,6 +100,8 @@ def head_layers(head: str, channels: int, size: int, num_classes: int, dropout: 
         return [GAPHead(channels, num_classes, dropout=dropout)]
     if head == "conv1x1_gap":
         # Seed 003's head: one channel per class, then the average is the logit (no Linear layer).
-        return [ConvBlock(channels, num_classes, kernel=1, bias=True, order="none"),
-                GAPHead(num_classes, num_classes, classifier=False)]  # fmt: skip
+        return [
+            ConvBlock(channels, num_classes, kernel=1, bias=True, order="none"),
+            GAPHead(num_classes, num_classes, classifier=False),
+        ]
     return [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]

@@ -1,20 +1,36 @@
-"""What a finished run shows a person: figures for MLflow and the summary table for the terminal."""
+"""What a finished run shows a person: figures for MLflow and the summary table for the terminal.
+
+matplotlib is imported when the first figure is drawn, not with this module: a sweep trial or `--help` that
+draws nothing should not pay for it."""
 
 from __future__ import annotations
 
-import matplotlib
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")  # runs are headless; never try to open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import torch
 
-from mnist_sweep.engine import EpochMetrics  # noqa: E402
+from mnist_sweep.engine import EpochMetrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # runs are headless; never try to open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def close(fig: Figure) -> None:
+    pyplot().close(fig)
 
 
 def training_curves(history: list[EpochMetrics], best_epoch: int) -> Figure:
     epochs = [m.epoch for m in history]
-    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
+    fig, (ax_loss, ax_acc, ax_lr) = pyplot().subplots(1, 3, figsize=(14, 4))
     ax_loss.plot(epochs, [m.train_loss for m in history], label="train")
     ax_loss.plot(epochs, [m.val_loss for m in history], label="validation")
     ax_loss.set(title="loss", xlabel="epoch")
@@ -33,7 +49,7 @@ def training_curves(history: list[EpochMetrics], best_epoch: int) -> Figure:
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, classes: list[str]) -> Figure:
     k = len(classes)
     counts = torch.bincount(labels.cpu() * k + preds.cpu(), minlength=k * k).view(k, k)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = pyplot().subplots(figsize=(7, 6))
     ax.imshow(counts.log1p(), cmap="Blues")
     for i, j in torch.cartesian_prod(torch.arange(k), torch.arange(k)).tolist():
         colour = "white" if i == j else "black"
@@ -49,7 +65,7 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.
     wrong = (preds != labels).nonzero().flatten()[:limit].cpu()
     cols = 10
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong.tolist(), strict=False):  # more axes than images

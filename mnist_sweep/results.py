@@ -34,16 +34,13 @@ def mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def describe(params: dict[str, str], varying: list[str]) -> str:
-    """The model, then only the settings that differ between the recipes listed."""
-    shown = [params.get("model_name", "?")]
-    shown += [f"{k.rsplit('.', 1)[-1] if k.count('.') < 3 else k}={params.get(k, '-')}" for k in varying]
-    return " ".join(shown)
-
-
-def varying_keys(groups: list[dict[str, str]]) -> list[str]:
-    keys = sorted({k for params in groups for k in params if not k.startswith(PER_SEED_KEYS)} - {"model_name"})
-    return [k for k in keys if len({params.get(k) for params in groups}) > 1 and not k.startswith("model.net.")]
+def describe(run) -> str:
+    """A recipe as it was asked for: its experiment preset and the overrides that differ from it (the run's
+    `recipe` and `overrides` tags), e.g. `fast trainer.amp=off`; runs logged without those tags show their model."""
+    tags = run.data.tags
+    if "recipe" not in tags:
+        return run.data.params.get("model_name", "?")
+    return " ".join(filter(None, [tags["recipe"], tags.get("overrides", "")]))
 
 
 def main() -> None:
@@ -58,16 +55,17 @@ def main() -> None:
     groups: dict[tuple, list] = {}
     for run in runs:
         groups.setdefault(recipe_key(run.data.params), []).append(run)
-    varying = varying_keys([members[0].data.params for members in groups.values()])
     print(f"{'runs':>4}  {'seeds':<8}{'test acc %':>15}{'best val acc %':>16}{'s/epoch':>12}{'wall s':>11}  recipe")
     for members in groups.values():
         m = [r.data.metrics for r in members]
         seeds = ",".join(sorted(r.data.params.get("seed", "?") for r in members))
         per_epoch = [x["train_seconds"] / x["epochs_run"] for x in m]
-        print(f"{len(members):>4}  {seeds:<8}"
-              f"{mean_sd([x['test_acc'] for x in m], 100):>15}{mean_sd([x['best_val_acc'] for x in m], 100):>16}"
-              f"{mean_sd(per_epoch, digits=1):>12}{mean_sd([x.get('wall_seconds', 0) for x in m], digits=0):>11}"
-              f"  {describe(members[0].data.params, varying)}")
+        print(
+            f"{len(members):>4}  {seeds:<8}"
+            f"{mean_sd([x['test_acc'] for x in m], 100):>15}{mean_sd([x['best_val_acc'] for x in m], 100):>16}"
+            f"{mean_sd(per_epoch, digits=1):>12}{mean_sd([x.get('wall_seconds', 0) for x in m], digits=0):>11}"
+            f"  {describe(members[0])}"
+        )
 
 
 if __name__ == "__main__":

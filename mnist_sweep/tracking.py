@@ -1,21 +1,32 @@
-"""MLflow: one run per training job, nested under the sweep's parent run when a sweeper launched it."""
+"""MLflow: one run per training job, nested under the sweep's parent run when a sweeper launched it. Every MLflow
+call of a run is made here; train.py says what to record, this module says how."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import signal
+import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
-import optuna
 import torch
+from hydra.core.hydra_config import HydraConfig
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_sweep import report
+from mnist_sweep.data import Data
+from mnist_sweep.engine import EpochMetrics, FitResult
+
 log = logging.getLogger(__name__)
+# MLflow 3 opens an experiment without this tag on its GenAI overview; with it, on the runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def flatten(node, prefix: str = "") -> dict[str, str]:
@@ -46,16 +57,31 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def is_trial_pruned(exc: BaseException) -> bool:
+    # Looked up, not imported: a single run never imports Optuna, and an exception can only be optuna.TrialPruned
+    # if Optuna was imported by someone (the sweep trial's reporter).
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(exc, optuna.TrialPruned)
+
+
+def use_experiment(cfg: DictConfig) -> None:
+    t = cfg.tracking
+    if t.tracking_uri:
+        mlflow.set_tracking_uri(t.tracking_uri)
+    experiment = mlflow.set_experiment(t.experiment)
+    if "mlflow.experimentKind" not in experiment.tags:
+        mlflow.set_experiment_tags(EXPERIMENT_KIND)
+
+
 @contextlib.contextmanager
 def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
     """Start a run and always end it with a truthful status: FINISHED, FAILED (an exception) or KILLED (Ctrl-C),
     so no run is left RUNNING in `mlflow ui`. A trial stopped by the Optuna pruner is not a crash: FINISHED,
     tagged optuna_state=PRUNED."""
+    use_experiment(cfg)
     t = cfg.tracking
-    if t.tracking_uri:
-        mlflow.set_tracking_uri(t.tracking_uri)
-    mlflow.set_experiment(t.experiment)
-    tags = {"model": cfg.model.name, **(t.tags or {})}
+    recipe, overrides = launch_recipe()
+    tags = {"model": cfg.model.name, "recipe": recipe, "overrides": " ".join(overrides)[:5000], **(t.tags or {})}
     run = mlflow.start_run(
         run_name=t.run_name, parent_run_id=t.parent_run_id, nested=t.parent_run_id is not None, tags=tags
     )
@@ -65,23 +91,92 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
         raise
-    except optuna.TrialPruned:
+    except BaseException as exc:
+        if not is_trial_pruned(exc):
+            mlflow.end_run("FAILED")
+            raise
         mlflow.set_tags({"optuna_state": "PRUNED", "optuna_pruned": "true"})
         mlflow.end_run("FINISHED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
 
 
-def log_config(cfg: DictConfig, n_params: int) -> None:
+# Overrides that name the run or link it to a sweep, rather than change what is trained.
+BOOKKEEPING_KEYS = ("seed", "tracking", "optuna", "experiment", "hydra")
+
+
+def launch_recipe() -> tuple[str, list[str]]:
+    """The experiment preset the run started from (experiment=fast, else `defaults`) and the command-line
+    overrides that change what is trained: `python -m mnist_sweep.results` names a recipe by them."""
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # called outside a Hydra app (tests, notebooks)
+        return "defaults", []
+    recipe = hydra_cfg.runtime.choices.get("experiment") or "defaults"
+    overrides = [o for o in hydra_cfg.overrides.task if override_key(o).split(".")[0] not in BOOKKEEPING_KEYS]
+    return str(recipe), overrides
+
+
+def override_key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def log_config(cfg: DictConfig, n_params: int, model_summary: str) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
     params = flatten(resolved)
     params.update({"model_name": cfg.model.name, "n_params": str(n_params)})
     # MLflow caps a param value at 6000 characters; a long block list is kept whole in config.yaml anyway.
     mlflow.log_params({k: v[:6000] for k, v in params.items()})
     mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+    mlflow.log_text(model_summary, "model_summary.txt")
+
+
+def log_dataset(data: Data) -> None:
+    """The data as an MLflow dataset input: the Dataset column of the runs table names it, with its files' digest."""
+    dataset = MetaDataset(source=LocalArtifactDatasetSource(str(data.folder)), name=data.name, digest=data.digest[:8])
+    sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    mlflow.log_input(dataset, context="training", tags={f"{k}_images": str(v) for k, v in sizes.items()})
+
+
+def log_epoch(m: EpochMetrics) -> None:
+    mlflow.log_metrics(
+        {
+            "train_loss": m.train_loss,
+            "train_acc": m.train_acc,
+            "val_loss": m.val_loss,
+            "val_acc": m.val_acc,
+            "lr": m.lr,
+            "epoch_seconds": m.seconds,
+        },
+        step=m.epoch,
+    )
+
+
+def log_result(result: FitResult, test_acc: float, n_params: int) -> None:
+    mlflow.log_metrics(
+        {
+            "best_val_acc": result.best_val_acc,
+            "best_epoch": result.best_epoch,
+            "test_acc": test_acc,
+            "n_params": n_params,
+            "epochs_run": len(result.history),
+            "train_seconds": result.train_seconds,
+            "images_per_second": result.images_per_second,
+        }
+    )
+    mlflow.set_tag("stopped_early", str(result.stopped_early))
+
+
+def log_figures(result: FitResult, data: Data, test_preds: torch.Tensor) -> None:
+    figures = {
+        "training_curves.png": report.training_curves(result.history, result.best_epoch),
+        "confusion_matrix.png": report.confusion_matrix(data.test.labels, test_preds, data.classes),
+        "misclassified.png": report.misclassified_grid(data.test.images, data.test.labels, test_preds),
+    }
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, f"plots/{name}")
+        report.close(fig)
 
 
 def log_checkpoint(model: torch.nn.Module, out_dir: Path, as_mlflow_model: bool) -> Path:
@@ -90,12 +185,19 @@ def log_checkpoint(model: torch.nn.Module, out_dir: Path, as_mlflow_model: bool)
     torch.save(model.state_dict(), path)
     mlflow.log_artifact(str(path), "checkpoints")
     if as_mlflow_model:
-        # Explicit requirements: MLflow would otherwise infer them by importing the model in a subprocess.
-        mlflow.pytorch.log_model(
-            model.cpu().eval(),
-            name="model",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # pt2 needs no project code
-            # pt2 (torch.export) format: a batch of 2 keeps the batch dimension dynamic (1 would be specialised).
-            input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
-        )
+        with warnings.catch_warnings():
+            # torch.export warns about a deprecated internal default it uses itself: nothing the user can act on.
+            warnings.simplefilter("ignore", UserWarning)
+            # Explicit requirements: MLflow would otherwise infer them by importing the model in a subprocess.
+            mlflow.pytorch.log_model(
+                model.cpu().eval(),
+                name="model",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # pt2 needs no project code
+                # pt2 (torch.export) format: a batch of 2 keeps the batch dimension dynamic (1 is specialised).
+                input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
+            )
     return path
+
+
+def log_wall_seconds(seconds: float) -> None:
+    mlflow.log_metric("wall_seconds", seconds)

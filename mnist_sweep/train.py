@@ -10,18 +10,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchinfo import summary
 
 from mnist_sweep import report, tracking
-from mnist_sweep.config import AMP_DTYPES, validate
+from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
-from mnist_sweep.engine import LRSchedule, TrainSettings, fit, predict
+from mnist_sweep.engine import LRSchedule, fit, predict
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import count_parameters
 
@@ -85,20 +84,6 @@ def build_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int) -> LRSchedu
     return LRSchedule(build(cfg.build, "scheduler", optimizer, **extra), cfg.interval)
 
 
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return AMP_DTYPES[amp]
-
-
-def train_settings(t: DictConfig, device: torch.device) -> TrainSettings:
-    return TrainSettings(
-        epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-        label_smoothing=t.label_smoothing, l1_weight=t.l1_weight, grad_clip=t.grad_clip,
-        patience=t.patience, progress=t.progress, autocast_dtype=amp_dtype(t.amp, device), ema_decay=t.ema_decay,
-    )  # fmt: skip
-
-
 def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> RunResult:
     """The job behind `python -m mnist_sweep`. on_epoch_end lets a sweeper watch (and prune) each epoch."""
     started = time.perf_counter()
@@ -110,32 +95,40 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     n_params = count_parameters(model)
     check_budget(cfg.model.name, n_params, cfg.budget.max_params)  # before any data is touched
     device = resolve_device(cfg.trainer.device)
-    data = load_data(cfg.dataset, cfg.trainer.val_size, device)
-    model.to(device, memory_format=torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format)
+    settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    data = load_data(cfg.dataset, device)
+    model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
-    if cfg.trainer.compile:
+    if settings.compile:
         model.compile()  # in place, so state_dict keys stay those of the plain model
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
-    settings = train_settings(cfg.trainer, device)
     schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
     augment = build(cfg.augmentation, "augmentation").to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with tracking.mlflow_run(cfg) as run:
-        tracking.log_config(cfg, n_params)
-        mlflow.log_text(str(summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device)), "model_summary.txt")
+        model_summary = str(summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device))
+        tracking.log_config(cfg, n_params, model_summary)
+        tracking.log_dataset(data)
         result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end))
-        if cfg.trainer.keep_best:
+        if settings.keep_best:
             model.load_state_dict(result.best_state)
         test_acc = evaluate_test_once(model, data, settings, result, n_params)
         tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model)
         wall_seconds = time.perf_counter() - started
-        mlflow.log_metric("wall_seconds", wall_seconds)
+        tracking.log_wall_seconds(wall_seconds)
 
     outcome = RunResult(
-        cfg.model.name, n_params, result.best_val_acc, result.best_epoch, len(result.history), test_acc,
-        result.train_seconds, wall_seconds, run.info.run_id,
-    )  # fmt: skip
+        cfg.model.name,
+        n_params,
+        result.best_val_acc,
+        result.best_epoch,
+        len(result.history),
+        test_acc,
+        result.train_seconds,
+        wall_seconds,
+        run.info.run_id,
+    )
     print_summary(outcome, result.images_per_second)
     return outcome
 
@@ -144,57 +137,44 @@ def epoch_logger(on_epoch_end):
     """Each epoch's metrics to MLflow and the log, then to the caller's hook (a sweeper's pruner)."""
 
     def log_epoch(m) -> None:
-        mlflow.log_metrics(
-            {"train_loss": m.train_loss, "train_acc": m.train_acc, "val_loss": m.val_loss,
-             "val_acc": m.val_acc, "lr": m.lr, "epoch_seconds": m.seconds},
-            step=m.epoch,
-        )  # fmt: skip
+        tracking.log_epoch(m)
         log.info(
             "epoch %d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | lr %.2e | %.1fs",
-            m.epoch, m.train_loss, 100 * m.train_acc, m.val_loss, 100 * m.val_acc, m.lr, m.seconds,
-        )  # fmt: skip
+            m.epoch,
+            m.train_loss,
+            100 * m.train_acc,
+            m.val_loss,
+            100 * m.val_acc,
+            m.lr,
+            m.seconds,
+        )
         on_epoch_end(m)
 
     return log_epoch
 
 
-def evaluate_test_once(model, data, settings: TrainSettings, result, n_params: int) -> float:
+def evaluate_test_once(model, data, settings: TrainerConfig, result, n_params: int) -> float:
     """The one and only look at the test split, on the checkpoint chosen by validation accuracy; logs the final
     metrics and the figures."""
-    logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.autocast_dtype)
+    logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.amp)
     test_preds = logits.argmax(1)
     test_acc = (test_preds == data.test.labels).float().mean().item()
-    mlflow.log_metrics({
-        "best_val_acc": result.best_val_acc, "best_epoch": result.best_epoch, "test_acc": test_acc,
-        "n_params": n_params, "epochs_run": len(result.history),
-        "train_seconds": result.train_seconds, "images_per_second": result.images_per_second,
-    })  # fmt: skip
-    mlflow.set_tag("stopped_early", str(result.stopped_early))
-    log_figures(result, data, test_preds)
+    tracking.log_result(result, test_acc, n_params)
+    tracking.log_figures(result, data, test_preds)
     return test_acc
 
 
-def log_figures(result, data, test_preds: torch.Tensor) -> None:
-    figures = {
-        "training_curves.png": report.training_curves(result.history, result.best_epoch),
-        "confusion_matrix.png": report.confusion_matrix(data.test.labels, test_preds, data.classes),
-        "misclassified.png": report.misclassified_grid(data.test.images, data.test.labels, test_preds),
-    }
-    for name, fig in figures.items():
-        mlflow.log_figure(fig, f"plots/{name}")
-        report.plt.close(fig)
-
-
 def print_summary(r: RunResult, images_per_second: float) -> None:
-    table = report.summary_table({
-        "model": r.model_name,
-        "parameters": f"{r.n_params:,}",
-        "best val accuracy": f"{100 * r.best_val_acc:.2f}% (epoch {r.best_epoch} of {r.epochs_run})",
-        "test accuracy": f"{100 * r.test_acc:.2f}% (best-validation checkpoint)",
-        "train time": f"{r.train_seconds:.1f}s ({r.train_seconds / r.epochs_run:.1f}s/epoch, "
-        f"{images_per_second:,.0f} images/s)",
-        "wall time": f"{r.wall_seconds:.1f}s",
-        "MLflow run": r.run_id,
-    })  # fmt: skip
+    table = report.summary_table(
+        {
+            "model": r.model_name,
+            "parameters": f"{r.n_params:,}",
+            "best val accuracy": f"{100 * r.best_val_acc:.2f}% (epoch {r.best_epoch} of {r.epochs_run})",
+            "test accuracy": f"{100 * r.test_acc:.2f}% (best-validation checkpoint)",
+            "train time": f"{r.train_seconds:.1f}s ({r.train_seconds / r.epochs_run:.1f}s/epoch, "
+            f"{images_per_second:,.0f} images/s)",
+            "wall time": f"{r.wall_seconds:.1f}s",
+            "MLflow run": r.run_id,
+        }
+    )
     print(table, flush=True)
-

@@ -4,25 +4,12 @@ dataset fails the run instead of skipping the tests that need it."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from mnist_sweep.config import register_configs
 from mnist_sweep.data import candidate_dirs, find_files
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-register_configs()
-
-
-def compose_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+from .helpers import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +30,3 @@ def mnist_root() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return root
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m mnist_sweep ARGS` in cwd, as a user would type it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip

@@ -7,14 +7,22 @@ import os
 import subprocess
 import sys
 
-from .conftest import REPO
+import pytest
+
+from .helpers import REPO
+
+pytestmark = pytest.mark.slow  # every test here starts a subprocess that trains or sweeps
 
 
 def test_bench_reports_both_pipelines_and_their_ratio(tmp_path, mnist_root):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "mnist_sweep.bench", "--images", "512", "--repeats", "1", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "MNIST_SWEEP_DATA": mnist_root},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MNIST_SWEEP_DATA": mnist_root},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     for label in ("images/s", "s/epoch", "GFLOP/s", "speed-up", "MFLOP forward per image"):

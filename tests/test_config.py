@@ -9,7 +9,7 @@ from mnist_sweep.config import validate
 from mnist_sweep.errors import UserError
 from mnist_sweep.train import build, build_schedule
 
-from .conftest import CONF, compose_config, run_cli
+from .helpers import CONF, compose_config, run_cli
 
 GROUPS = ["model", "optimizer", "scheduler", "augmentation", "dataset", "experiment"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
@@ -31,18 +31,46 @@ def test_optimizers_build(name):
     assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
 
 
-@pytest.mark.parametrize("name", [p.stem for p in sorted((CONF / "scheduler").glob("*.yaml"))])
-def test_schedulers_build_and_step(name):
+def lr_after_each_epoch(name: str, epochs: int = 6, steps: int = 4) -> tuple[list[float], list[float], float]:
+    """Build scheduler `name` over a 0.1-lr SGD, step it as training does with a flat validation loss, and return
+    the lr after each epoch, the lr at every batch, and the optimizer's configured peak (optimizer.lr)."""
     import torch
 
-    cfg = compose_config(f"scheduler={name}", "trainer.epochs=2")
+    cfg = compose_config(f"scheduler={name}", f"trainer.epochs={epochs}")
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
-    schedule = build_schedule(cfg.scheduler, opt, steps_per_epoch=4)
-    for _ in range(2):
-        for _ in range(4):
+    schedule = build_schedule(cfg.scheduler, opt, steps_per_epoch=steps)
+    per_epoch, per_batch = [], []
+    for _ in range(epochs):
+        for _ in range(steps):
+            per_batch.append(opt.param_groups[0]["lr"])
             opt.step()
             schedule.after_batch()
         schedule.after_epoch(val_loss=1.0)
+        per_epoch.append(opt.param_groups[0]["lr"])
+    return per_epoch, per_batch, cfg.optimizer.lr
+
+
+def test_constant_and_step_schedules():
+    assert lr_after_each_epoch("none")[0] == [0.1] * 6
+    step = lr_after_each_epoch("step")[0]  # gamma 0.1 every 5 epochs
+    assert step[:4] == [0.1] * 4 and step[4:] == pytest.approx([0.01, 0.01])
+
+
+def test_cosine_decays_to_its_floor_at_the_last_epoch():
+    lrs = lr_after_each_epoch("cosine")[0]
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_plateau_cuts_the_lr_once_the_val_loss_stalls_past_its_patience():
+    lrs = lr_after_each_epoch("plateau")[0]  # patience 3: epochs 2-5 stall, so the cut comes after epoch 5
+    assert lrs[:4] == [0.1] * 4 and lrs[4:] == pytest.approx([0.01, 0.01])
+
+
+def test_onecycle_warms_up_to_the_optimizer_lr_per_batch_then_anneals():
+    _, per_batch, peak = lr_after_each_epoch("onecycle")
+    top = per_batch.index(max(per_batch))
+    assert max(per_batch) == pytest.approx(peak, rel=0.05) and 0 < top < len(per_batch) - 1
+    assert per_batch[0] == pytest.approx(peak / 10) and per_batch[-1] < per_batch[0]
 
 
 def test_onecycle_peaks_at_the_optimizer_lr():

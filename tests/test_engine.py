@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
-from mnist_sweep.engine import LRSchedule, TrainSettings, fit, predict
+from mnist_sweep.engine import LRSchedule, fit, predict
 from mnist_sweep.models import ConvBlock, GAPHead, Net
 
 
@@ -24,7 +25,7 @@ def toy_model() -> nn.Module:
     return Net([ConvBlock(1, 4, dropout=0.05), GAPHead(4, num_classes=2)])
 
 
-def train(settings: TrainSettings, model: nn.Module | None = None, on_epoch_end=lambda m: None):
+def train(settings: TrainerConfig, model: nn.Module | None = None, on_epoch_end=lambda m: None):
     model = model or toy_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
@@ -33,7 +34,7 @@ def train(settings: TrainSettings, model: nn.Module | None = None, on_epoch_end=
 
 def test_learns_and_keeps_the_best_validation_epoch():
     seen = []
-    _, result = train(TrainSettings(epochs=4, batch_size=32, progress=False), on_epoch_end=seen.append)
+    _, result = train(TrainerConfig(epochs=4, batch_size=32, progress=False), on_epoch_end=seen.append)
     assert [m.epoch for m in seen] == [1, 2, 3, 4]
     assert result.best_val_acc == max(m.val_acc for m in seen) > 0.9
     assert result.best_epoch == next(m.epoch for m in seen if m.val_acc == result.best_val_acc)
@@ -41,7 +42,7 @@ def test_learns_and_keeps_the_best_validation_epoch():
 
 
 def test_best_state_reproduces_the_best_validation_accuracy():
-    model, result = train(TrainSettings(epochs=3, batch_size=32, progress=False))
+    model, result = train(TrainerConfig(epochs=3, batch_size=32, progress=False))
     model.load_state_dict(result.best_state)
     data = toy_data()
     acc = (predict(model, data.val, data.mean, data.std, 64).argmax(1) == data.val.labels).float().mean().item()
@@ -53,18 +54,18 @@ def test_patience_stops_training_early():
     model = toy_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
-    result = fit(model, toy_data(), optimizer, schedule, None, TrainSettings(10, 32, patience=2, progress=False))
+    result = fit(model, toy_data(), optimizer, schedule, None, TrainerConfig(10, 32, patience=2, progress=False))
     assert result.stopped_early and len(result.history) == 3 and result.best_epoch == 1
 
 
 def test_weight_average_with_no_memory_equals_the_weights():
-    model, result = train(TrainSettings(epochs=1, batch_size=32, progress=False, ema_decay=1e-9))
+    model, result = train(TrainerConfig(epochs=1, batch_size=32, progress=False, ema_decay=1e-9))
     assert all(torch.allclose(result.best_state[k].float(), v.float()) for k, v in model.state_dict().items())
 
 
 def test_weight_average_is_what_gets_validated():
-    plain_model, plain = train(TrainSettings(epochs=2, batch_size=32, progress=False))
-    _, averaged = train(TrainSettings(epochs=2, batch_size=32, progress=False, ema_decay=0.9))
+    plain_model, plain = train(TrainerConfig(epochs=2, batch_size=32, progress=False))
+    _, averaged = train(TrainerConfig(epochs=2, batch_size=32, progress=False, ema_decay=0.9))
     weight = "0.0.weight"
     assert not torch.equal(averaged.best_state[weight], plain.best_state[weight])
     assert averaged.best_val_acc > 0.9

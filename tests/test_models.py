@@ -10,7 +10,7 @@ from torch import nn
 from mnist_sweep.models import ConvBlock, Dropout, GAPHead, Residual, count_parameters
 from mnist_sweep.train import build_model
 
-from .conftest import CONF, compose_config
+from .helpers import CONF, compose_config
 
 MODEL_NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 SEED_COUNTS = {"gap8k": 7788, "squeeze12k": 12534, "pool7k": 6790, "wide19k": 18596}

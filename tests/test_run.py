@@ -13,15 +13,21 @@ from mlflow.tracking import MlflowClient
 
 from mnist_sweep.train import train
 
-from .conftest import compose_config, run_cli
+from .helpers import compose_config, run_cli
+
+pytestmark = pytest.mark.slow  # every test here starts a subprocess that trains or sweeps
 
 SMOKE = ["trainer.epochs=1", "dataset.train_limit=2000", "trainer.batch_size=32"]
 EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr"}
 FINAL_METRICS = {"best_val_acc", "test_acc", "n_params", "epochs_run", "train_seconds", "images_per_second"}
 ARTIFACTS = {
-    "config.yaml", "model_summary.txt", "checkpoints/best.pt", "plots/training_curves.png",
-    "plots/confusion_matrix.png", "plots/misclassified.png",
-}  # fmt: skip
+    "config.yaml",
+    "model_summary.txt",
+    "checkpoints/best.pt",
+    "plots/training_curves.png",
+    "plots/confusion_matrix.png",
+    "plots/misclassified.png",
+}
 
 
 def list_artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
@@ -99,9 +105,12 @@ def test_interrupted_or_crashed_run_is_never_left_running(tmp_path, mnist_root, 
 def test_sigterm_marks_the_run_killed_and_keeps_its_epochs(tmp_path, mnist_root):
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_sweep", *SMOKE, "trainer.epochs=50", f"dataset.root={mnist_root}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     for line in proc.stdout:
         if "epoch 1:" in line:
             break

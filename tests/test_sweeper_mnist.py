@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import mlflow
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
-from hydra_plugins.mnist_sweep_optuna.storage import open_storage
-from tests.conftest import run_cli
+from optuna_sweeper.storage import open_storage
+
+from .helpers import run_cli
+
+pytestmark = pytest.mark.slow  # every test here starts a subprocess that trains or sweeps
 
 STUDY = "mnist_sweep-max_val_acc"
 
@@ -19,10 +23,15 @@ def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tm
     monkeypatch.setenv("MNIST_SWEEP_DATA", mnist_root)
     conf = tmp_path / "extra_conf"
     result = run_cli(
-        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_workers=2", "trainer.epochs=1",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_workers=2",
+        "trainer.epochs=1",
         "dataset.train_limit=2000",
-        f"hydra.sweeper.found_model_dir={conf / 'model' / 'found'}", cwd=tmp_path,
-    )  # fmt: skip
+        f"hydra.sweeper.found_model_dir={conf / 'model' / 'found'}",
+        cwd=tmp_path,
+    )
     print(result.stdout[-4000:], result.stderr[-4000:])
     assert result.returncode == 0
 
@@ -45,7 +54,13 @@ def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tm
         assert run.info.status == "FINISHED"
 
     mlflow.set_tracking_uri("")  # leave no global state behind for other tests
-    retrain = run_cli(f"hydra.searchpath=[file://{conf}]", f"model=found/{STUDY}", "trainer.epochs=1",
-                      "dataset.train_limit=2000", "tracking.log_model=false", cwd=tmp_path)  # fmt: skip
+    retrain = run_cli(
+        f"hydra.searchpath=[file://{conf}]",
+        f"model=found/{STUDY}",
+        "trainer.epochs=1",
+        "dataset.train_limit=2000",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+    )
     print(retrain.stdout[-2000:], retrain.stderr[-2000:])
     assert retrain.returncode == 0 and "test accuracy" in retrain.stdout

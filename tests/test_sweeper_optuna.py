@@ -3,11 +3,9 @@ Each test runs `python app.py -m ...` in its own temp dir, as a user would."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,56 +16,44 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.mnist_sweep_optuna import config as sweeper_config
-from hydra_plugins.mnist_sweep_optuna.search_space import grid_of, parse_search_space, sample_overrides
-from hydra_plugins.mnist_sweep_optuna.storage import open_storage
+from hydra_plugins.optuna_sweeper import config as sweeper_config
+from optuna_sweeper.space import grid_of, parse_search_space, sample_overrides
 
-APP = Path(__file__).parent / "sweeper_app" / "app.py"
-STUDY = "app-max_val_acc"
-
-
-def toy_command(*args: str) -> list[str]:
-    return [sys.executable, str(APP), "-m", *args]
-
-
-def run_toy(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run(toy_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    print(result.stdout[-3000:], result.stderr[-3000:])
-    return result
-
-
-def load(cwd: Path, name: str = STUDY) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(str(cwd / "optuna_journal.log")))
-
-
-def launched(cwd: Path) -> dict[int, dict]:
-    """Trial number -> what the job wrote: only trials whose job actually ran are here."""
-    return {int(p.stem): json.loads(p.read_text()) for p in (cwd / "jobs").glob("*.json")}
-
-
-def by_state(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    states: dict[str, list] = {}
-    for t in study.trials:
-        states.setdefault("REJECTED" if t.user_attrs.get("rejected") else t.state.name, []).append(t)
-    return states
-
+from .helpers import STUDY, by_state, launched, load, run_toy, start_toy, toy_command, trained_trials
 
 # ------------------------------------------------------------------ search-space syntax (no subprocess)
-def test_search_space_syntax_maps_to_optuna_distributions():
-    space = parse_search_space(
-        {"a": "interval(0, 1)", "b": "int(interval(1, 10))", "c": "tag(log, interval(1e-5, 1e-1))",
-         "d": "range(1, 10, 2)", "e": "choice(pool, conv1x1_pool)", "f": 8000, "g": "choice(4, 8)", "model": "family"},
-        ["h=x,y", "a=interval(0, 2)"],
-    )  # fmt: skip
-    d = space.distributions
-    assert d["a"] == optuna.distributions.FloatDistribution(0.0, 2.0)  # the command line wins
-    assert d["b"] == optuna.distributions.IntDistribution(1, 10)
-    assert d["c"] == optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
-    assert d["d"] == optuna.distributions.IntDistribution(1, 9, step=2)  # stop excluded, as in Python
-    assert d["e"].choices == ("pool", "conv1x1_pool") and d["g"].choices == (4, 8) and d["h"].choices == ("x", "y")
+SYNTAX = {
+    "interval(0, 1)": optuna.distributions.FloatDistribution(0.0, 1.0),
+    "int(interval(1, 10))": optuna.distributions.IntDistribution(1, 10),
+    "tag(log, interval(1e-5, 1e-1))": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True),
+    "range(1, 10, 2)": optuna.distributions.IntDistribution(1, 9, step=2),  # stop excluded, as in Python
+    "range(0.1, 0.5, 0.1)": optuna.distributions.FloatDistribution(0.1, 0.4, step=0.1),
+    "choice(pool, conv1x1_pool)": optuna.distributions.CategoricalDistribution(("pool", "conv1x1_pool")),
+    "choice(4, 8)": optuna.distributions.CategoricalDistribution((4, 8)),
+    "x,y": optuna.distributions.CategoricalDistribution(("x", "y")),
+    "choice(true, false)": optuna.distributions.CategoricalDistribution((True, False)),
+    "shuffle(range(1, 4))": optuna.distributions.CategoricalDistribution((1, 2, 3)),
+}
+
+
+@pytest.mark.parametrize(("text", "distribution"), SYNTAX.items(), ids=list(SYNTAX))
+def test_search_space_syntax_maps_to_an_optuna_distribution(text, distribution):
+    parsed = parse_search_space({"knob": text}, []).distributions["knob"]
+    if "shuffle" in text:  # a shuffled range is a categorical of its values, in any order
+        assert sorted(parsed.choices) == sorted(distribution.choices)
+    else:
+        assert parsed == distribution
+
+
+def test_plain_values_are_fixed_and_the_command_line_wins():
+    space = parse_search_space({"a": "interval(0, 1)", "f": 8000, "model": "family"}, ["a=interval(0, 2)", "h=x,y"])
+    assert space.distributions["a"] == optuna.distributions.FloatDistribution(0.0, 2.0)
     assert space.fixed == {"f": "8000", "model": "family"}
     overrides = sample_overrides(optuna.create_study().ask(), space)
-    assert overrides[:2] == ["f=8000", "model=family"] and len(overrides) == 2 + len(d)
+    assert overrides[:2] == ["f=8000", "model=family"] and len(overrides) == 2 + len(space.distributions)
+
+
+def test_grid_lists_every_choice_and_step():
     grid = grid_of(parse_search_space({"g": "choice(4, 8)", "d": "range(1, 5)"}, []))
     assert grid == {"g": [4, 8], "d": [1, 2, 3, 4]}
 
@@ -92,12 +78,16 @@ def test_every_sampler_and_pruner_config_instantiates():
 
 
 # ------------------------------------------------------------------ toy sweeps
+@pytest.mark.slow
 def test_budget_rejection_pruning_warm_start_and_hook(tmp_path):
     result = run_toy(
-        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "hydra/sweeper/sampler=random",
+        "hydra.sweeper.n_trials=8",
+        "hydra.sweeper.n_workers=1",
+        "hydra/sweeper/sampler=random",
         "hydra.sweeper.warm_start=[{x: 0.3, width: 4}, {x: 0.9, width: 32}]",
-        "hydra.sweeper.custom_search_space=hooks.epochs_for_small_models", cwd=tmp_path,
-    )  # fmt: skip
+        "hydra.sweeper.custom_search_space=hooks.epochs_for_small_models",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0
     study, jobs = load(tmp_path), launched(tmp_path)
     states = by_state(study)
@@ -120,10 +110,10 @@ def test_budget_rejection_pruning_warm_start_and_hook(tmp_path):
     assert found["name"] == f"found_{STUDY}" and found["net"]["_target_"] == "mnist_sweep.family.build_family"
 
 
+@pytest.mark.slow
 def test_resume_continues_numbering_and_redoes_an_interrupted_trial(tmp_path):
-    slow = subprocess.Popen(toy_command("hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=1",
-                                        "hydra/sweeper/search_space=none", "epochs=2", "epoch_seconds=1.0", "width=4"),
-                            cwd=tmp_path)  # fmt: skip
+    toy = ["hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=1", "epochs=2", "epoch_seconds=1.0", "width=4"]
+    slow = start_toy(*toy, cwd=tmp_path)
     deadline = time.time() + 60
     while not (tmp_path / "jobs" / "1.json").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -146,9 +136,15 @@ def test_resume_continues_numbering_and_redoes_an_interrupted_trial(tmp_path):
     assert all(launched(tmp_path)[t.number] for t in finished)
 
 
+@pytest.mark.slow
 def test_nan_fails_the_trial_and_the_sweep_goes_on_until_max_failure_rate(tmp_path):
-    args = ["x=choice(0.2, 0.9)", "diverge_above=0.5", "width=4", "hydra/sweeper/pruner=none",
-            "hydra.sweeper.n_workers=1"]  # fmt: skip
+    args = [
+        "x=choice(0.2, 0.9)",
+        "diverge_above=0.5",
+        "width=4",
+        "hydra/sweeper/pruner=none",
+        "hydra.sweeper.n_workers=1",
+    ]
     result = run_toy("hydra.sweeper.n_trials=6", "hydra.sweeper.max_failure_rate=1.0", *args, cwd=tmp_path)
     assert result.returncode == 0
     states = by_state(load(tmp_path))
@@ -160,9 +156,14 @@ def test_nan_fails_the_trial_and_the_sweep_goes_on_until_max_failure_rate(tmp_pa
     assert len(load(tmp_path).trials) > 6  # nothing recorded before was lost
 
 
+@pytest.mark.slow
 def test_multi_objective_writes_the_pareto_front(tmp_path):
-    result = run_toy("hydra.sweeper.direction=[maximize,minimize]", "hydra.sweeper.n_trials=6",
-                     "hydra/sweeper/sampler=nsgaii", cwd=tmp_path)  # fmt: skip
+    result = run_toy(
+        "hydra.sweeper.direction=[maximize,minimize]",
+        "hydra.sweeper.n_trials=6",
+        "hydra/sweeper/sampler=nsgaii",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0 and "Pareto front:" in result.stdout
     study = load(tmp_path, "app-max_val_acc-min_n_params")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -174,10 +175,12 @@ def test_multi_objective_writes_the_pareto_front(tmp_path):
     assert not rejected_numbers & {entry["trial"] for entry in front["front"]}
 
 
+@pytest.mark.slow
 def test_two_processes_started_by_hand_share_one_study(tmp_path):
     # n_workers=1: each command is one process, as when workers are started by hand (on several machines).
-    args = toy_command("hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "epoch_seconds=0.2",
-                       "width=choice(4, 8)")  # fmt: skip
+    args = toy_command(
+        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "epoch_seconds=0.2", "width=choice(4, 8)"
+    )
     workers = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]
     assert [w.wait(timeout=120) for w in workers] == [0, 0]
     study, jobs = load(tmp_path), launched(tmp_path)
@@ -188,10 +191,6 @@ def test_two_processes_started_by_hand_share_one_study(tmp_path):
 
 
 # ------------------------------------------------------------------ hydra.sweeper.n_workers: worker processes
-def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-
-
 def gone(pid: int) -> bool:
     """Exited (a zombie waiting for its new parent to reap it counts as exited)."""
     try:
@@ -214,9 +213,11 @@ def wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_n_workers_2_starts_a_worker_that_shares_the_study_and_the_sweep_dir(tmp_path):
-    result = run_toy("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=8", "epoch_seconds=0.3",
-                     "width=choice(4, 8)", cwd=tmp_path)  # fmt: skip
+    result = run_toy(
+        "hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=8", "epoch_seconds=0.3", "width=choice(4, 8)", cwd=tmp_path
+    )
     assert result.returncode == 0
     study, jobs = load(tmp_path), launched(tmp_path)
     trained = trained_trials(study)
@@ -233,10 +234,10 @@ def test_n_workers_2_starts_a_worker_that_shares_the_study_and_the_sweep_dir(tmp
     assert f"this run {len(trained) - pruned} complete, {pruned} pruned" in result.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_requeues_their_trials(tmp_path):
-    sweep = subprocess.Popen(toy_command("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2",
-                                         "epoch_seconds=5.0", "width=4"), cwd=tmp_path, start_new_session=True,
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2", "epoch_seconds=5.0", "width=4"]
+    sweep = start_toy(*toy, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, text=True)
     wait_for(lambda: len(training_pids(tmp_path)) == 2)  # both processes are training
     os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
     output, _ = sweep.communicate(timeout=90)
@@ -250,10 +251,10 @@ def test_ctrl_c_stops_every_worker_and_requeues_their_trials(tmp_path):
     assert worker_pids and all(gone(pid) for pid in worker_pids)
 
 
+@pytest.mark.slow
 def test_sigterm_of_the_sweep_terminates_its_workers(tmp_path):
-    sweep = subprocess.Popen(toy_command("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6",
-                                         "epoch_seconds=5.0", "width=4"), cwd=tmp_path, start_new_session=True,
-                             stdout=subprocess.DEVNULL)  # fmt: skip
+    toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epoch_seconds=5.0", "width=4"]
+    sweep = start_toy(*toy, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
     wait_for(lambda: len(training_pids(tmp_path)) == 2)
     [worker_pid] = training_pids(tmp_path) - {sweep.pid}
     sweep.terminate()  # to the sweep process only
@@ -261,9 +262,16 @@ def test_sigterm_of_the_sweep_terminates_its_workers(tmp_path):
     wait_for(lambda: gone(worker_pid), timeout=15)
 
 
+@pytest.mark.slow
 def test_a_failed_worker_is_reported_and_fails_the_command(tmp_path):
-    result = run_toy("hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epoch_seconds=0.5", "width=4",
-                     "hydra.sweeper.custom_search_space=hooks.fail_in_workers", cwd=tmp_path)  # fmt: skip
+    result = run_toy(
+        "hydra.sweeper.n_workers=2",
+        "hydra.sweeper.n_trials=6",
+        "epoch_seconds=0.5",
+        "width=4",
+        "hydra.sweeper.custom_search_space=hooks.fail_in_workers",
+        cwd=tmp_path,
+    )
     worker_log = next((tmp_path / "multirun").glob("*/*/worker-1.log"))
     assert "broken on purpose" in worker_log.read_text()
     assert result.returncode == 2 and "this run" in result.stdout  # the summary first, then the error
@@ -275,6 +283,7 @@ def test_a_failed_worker_is_reported_and_fails_the_command(tmp_path):
     assert 6 <= len(trained_trials(study)) + len(failed) <= 7  # the sweep itself went on to n_trials
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_nonzero_with_a_clear_message_and_lose_nothing(tmp_path):
     first = run_toy("hydra.sweeper.n_trials=2", "hydra.sweeper.n_workers=1", "width=4", "epochs=2", cwd=tmp_path)
     assert first.returncode == 0

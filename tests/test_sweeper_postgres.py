@@ -12,7 +12,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.test_sweeper_optuna import run_toy
+from .helpers import run_toy
+
+pytestmark = pytest.mark.slow  # every test here starts a subprocess that trains or sweeps
 
 PG_BIN = Path("/usr/lib/postgresql")
 

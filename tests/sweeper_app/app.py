@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, float]:
     # Imported here, not at the top: the tests that stop at a bad input never pay for torch.
-    from mnist_sweep.engine import EpochMetrics
+    from mnist_sweep.engine import EpochMetrics, check_finite
     from mnist_sweep.trial import epoch_hook
 
     record_launch(cfg)
@@ -23,8 +23,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
     for epoch in range(1, cfg.epochs + 1):
         acc = (1 - (cfg.x - 0.3) ** 2) * (1 - 0.5**epoch)
         loss = math.nan if cfg.x > cfg.diverge_above else 1 - acc
-        on_epoch_end(EpochMetrics(epoch=epoch, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc,
-                                  lr=0.1, seconds=0.0))  # fmt: skip
+        metrics = EpochMetrics(
+            epoch=epoch, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=0
+        )
+        on_epoch_end(metrics)
+        check_finite(metrics)  # as mnist_sweep.engine.fit does after each epoch
         time.sleep(cfg.epoch_seconds)
     return {"val_acc": acc, "n_params": float(cfg.width * 100), "test_acc": acc}
 

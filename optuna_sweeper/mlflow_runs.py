@@ -1,6 +1,7 @@
 """MLflow for a sweep: one parent run per sweep command, one nested child run per trial. Trained trials create
-their own child run in the job (mnist_sweep.tracking.mlflow_run nests it under tracking.parent_run_id); the
-sweeper creates the child runs of rejected trials itself and stamps every child with the trial's final state."""
+their own child run in the job (the sweeper passes tracking.parent_run_id and tags as overrides, for an app whose
+config has a `tracking` node that reads them); the sweeper creates the child runs of rejected trials itself and
+stamps every child with the trial's final state."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from typing import Any
 
 import mlflow
 from hydra.core.override_parser.types import Transformer
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
+from optuna_sweeper.outcomes import Outcome
+from optuna_sweeper.space import override_key
+
 log = logging.getLogger(__name__)
+# MLflow 3 opens an experiment without this tag on its GenAI overview; with it, on the runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class SweepRuns:
@@ -28,8 +35,8 @@ class SweepRuns:
         tags = {"optuna_study": study_name, "optuna_role": "sweep"}
         self.parent = self.client.create_run(self.experiment_id, run_name=f"sweep-{study_name}", tags=tags)
         self.parent_id = self.parent.info.run_id
-        for key, value in params.items():
-            self.client.log_param(self.parent_id, key, str(value)[:6000])
+        # One request for all params (MLflow caps a value at 6000 characters).
+        self.client.log_batch(self.parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
     def connect(self, experiment: str, attempts: int = 5) -> tuple[MlflowClient, str]:
         """Two workers started together on a fresh mlflow.db both run MLflow's schema migrations, and the loser
@@ -38,7 +45,9 @@ class SweepRuns:
             try:
                 client = MlflowClient(self.uri)
                 found = client.get_experiment_by_name(experiment)
-                return client, found.experiment_id if found else client.create_experiment(experiment)
+                if found is None:
+                    return client, client.create_experiment(experiment, tags=EXPERIMENT_KIND)
+                return client, found.experiment_id
             except Exception:
                 if attempt == attempts - 1:
                     raise
@@ -58,27 +67,30 @@ class SweepRuns:
 
     def log_rejected(self, trial_number: int, overrides: list[str], n_params: int, max_params: int) -> None:
         tags = {
-            "mlflow.parentRunId": self.parent_id, "optuna_study": self.study_name, "optuna_trial": str(trial_number),
-            "optuna_state": "REJECTED", "optuna_rejected": "true", "optuna_pruned": "false",
-        }  # fmt: skip
+            "mlflow.parentRunId": self.parent_id,
+            "optuna_study": self.study_name,
+            "optuna_trial": str(trial_number),
+            "optuna_state": Outcome.REJECTED.value,
+            "optuna_rejected": "true",
+            "optuna_pruned": "false",
+        }
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}-rejected", tags=tags)
-        for override in overrides:
-            key, _, value = override.partition("=")
-            self.client.log_param(run.info.run_id, key.lstrip("+~"), value[:6000])
+        params = {override_key(o): o.partition("=")[2][:6000] for o in overrides}
+        self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
         self.client.log_metric(run.info.run_id, "n_params", n_params)
         self.client.set_tag(run.info.run_id, "rejection", f"{n_params:,} parameters > budget {max_params:,}")
         self.client.set_terminated(run.info.run_id, "FINISHED")
 
-    def mark_trial(self, trial_number: int, state: str) -> None:
+    def mark_trial(self, trial_number: int, outcome: Outcome) -> None:
         """Stamp the job's child run (found by its tags, so it works whichever process ran it)."""
         query = (
             f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}' "
             f"and tags.`mlflow.parentRunId` = '{self.parent_id}'"
         )
         for run in self.client.search_runs([self.experiment_id], query, max_results=5):
-            self.client.set_tag(run.info.run_id, "optuna_state", state)
+            self.client.set_tag(run.info.run_id, "optuna_state", outcome.value)
             self.client.set_tag(run.info.run_id, "optuna_rejected", "false")
-            self.client.set_tag(run.info.run_id, "optuna_pruned", str(state == "PRUNED").lower())
+            self.client.set_tag(run.info.run_id, "optuna_pruned", str(outcome == Outcome.PRUNED).lower())
 
     def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
         for key, value in metrics.items():

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from optuna_sweeper.settings import worker_name
+from optuna_sweeper.space import override_key
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ class Worker:
 
     @property
     def name(self) -> str:
-        """As stored in the user attr `worker` of each trial it runs: host:pid."""
-        return f"{socket.gethostname()}:{self.process.pid}"
+        """As stored in the user attr `worker` of each trial it runs."""
+        return worker_name(self.process.pid)
 
 
 class WorkerPool:
@@ -55,12 +57,17 @@ class WorkerPool:
             log_path = sweep_dir / f"worker-{number}.log"
             with log_path.open("w") as out:
                 # Same process group: Ctrl-C and a closed terminal reach the workers as they reach this process.
-                process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                           env=env)  # fmt: skip
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+                )
             self.workers.append(Worker(number, process, log_path))
         logs = ", ".join(str(w.log_path) for w in self.workers)
-        log.info("Started %d more worker process(es) on this study (hydra.sweeper.n_workers=%d); their logs: %s",
-                 count, count + 1, logs)  # fmt: skip
+        log.info(
+            "Started %d more worker process(es) on this study (hydra.sweeper.n_workers=%d); their logs: %s",
+            count,
+            count + 1,
+            logs,
+        )
 
     def names(self) -> set[str]:
         return {w.name for w in self.workers}
@@ -128,10 +135,6 @@ def this_command(replacing: set[str]) -> list[str]:
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     entry = ["-m", spec.name.removesuffix(".__main__")] if spec else [sys.argv[0]]
     return [sys.executable, *entry, *(arg for arg in sys.argv[1:] if override_key(arg) not in replacing)]
-
-
-def override_key(argument: str) -> str:
-    return argument.partition("=")[0].lstrip("+~")
 
 
 def ignore_further_interrupts() -> None:

@@ -1,5 +1,10 @@
-"""The job's side of a trial. The sweeper passes `optuna={storage, study_name, trial_id, pruner}` as an override;
-the job reaches its trial through the study storage, so this works in any process the launcher chooses."""
+"""The job's side of a trial, for the app's task function. The sweeper passes `optuna={storage, study_name,
+trial_id, trial_number, pruner}` as an override; the job reaches its trial through the study storage, so this works
+in any process the launcher chooses:
+
+    link = TrialLink.connect(cfg.optuna)     # only when cfg.optuna is set, i.e. the job is a sweep trial
+    link.report(epoch, val_acc)              # raises optuna.TrialPruned when the pruner says stop
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from typing import Any
 import optuna
 from hydra.utils import instantiate
 
-from hydra_plugins.mnist_sweep_optuna.storage import load_study
+from optuna_sweeper.outcomes import Attr
+from optuna_sweeper.storage import load_study
 
 
 class TrialLink:
@@ -30,7 +36,7 @@ class TrialLink:
         return self.trial.number
 
     def report(self, step: int, value: float) -> None:
-        self.trial.set_user_attr("epochs_run", step)
+        self.trial.set_user_attr(Attr.EPOCHS_RUN, step)
         if not self.pruning or not math.isfinite(value):
             return
         self.trial.report(value, step)

@@ -6,7 +6,6 @@ int(interval(low, high)) -> int; tag(log, interval(...)) -> log scale; shuffle(r
 else is a fixed override given to every trial.
 """
 
-
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hydra_plugins.mnist_sweep_optuna.errors import SweepError
+from optuna_sweeper.errors import SweepError
 
 SYNTAX_HELP = (
     "Write choice(a, b), range(start, stop[, step]), interval(low, high), int(interval(low, high)) or "
@@ -34,7 +33,7 @@ class SearchSpace:
 
 def parse_search_space(params: Mapping[str, Any], arguments: list[str]) -> SearchSpace:
     """Config params first, then the command line's arguments (which win for the same key)."""
-    lines = [f"{key}={as_override_text(value)}" for key, value in params.items()] + list(arguments)
+    lines = [f"{key}={override_text(value)}" for key, value in params.items()] + list(arguments)
     space = SearchSpace()
     for line in lines:
         override = parse_line(line)
@@ -46,11 +45,6 @@ def parse_search_space(params: Mapping[str, Any], arguments: list[str]) -> Searc
         else:
             space.fixed[key] = override.get_value_element_as_str()
     return space
-
-
-def as_override_text(value: Any) -> str:
-    # YAML turns `8000` into an int and `[a, b]` into a list; both must be written back in override syntax.
-    return value if isinstance(value, str) else Transformer.str(value)
 
 
 def parse_line(line: str) -> Override:
@@ -104,23 +98,34 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> A
     if isinstance(distribution, CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step,
-                                 log=distribution.log)  # fmt: skip
-    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step,
-                               log=distribution.log)  # fmt: skip
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
 
 
 def sample_overrides(trial: optuna.Trial, space: SearchSpace) -> list[str]:
     """The declared params only; the custom_search_space hook adds its own afterwards."""
     overrides = [f"{key}={value}" for key, value in space.fixed.items()]
     for name, distribution in space.distributions.items():
-        overrides.append(f"{name}={override_value(suggest(trial, name, distribution))}")
+        overrides.append(f"{name}={override_text(suggest(trial, name, distribution))}")
     return overrides
 
 
-def override_value(value: Any) -> str:
-    # Categorical strings are already override text (see categorical()); numbers, booleans and null are not.
+def override_text(value: Any) -> str:
+    """A value as the right-hand side of an override. Strings are taken as override text already (YAML params
+    and categorical choices, see categorical()); numbers, booleans, null, lists and dicts are written out."""
     return value if isinstance(value, str) else Transformer.str(value)
+
+
+def override_key(override: str) -> str:
+    """`++optuna.x=1` -> `optuna.x`: the key an override sets, without Hydra's +, ++ or ~ prefix."""
+    return override.partition("=")[0].lstrip("+~")
+
+
+def first_value(distribution: BaseDistribution) -> Any:
+    """A value the distribution allows, to compose a probe config before any trial is asked for."""
+    return distribution.choices[0] if isinstance(distribution, CategoricalDistribution) else distribution.low
 
 
 def encode_param(distribution: BaseDistribution, value: Any) -> Any:

@@ -1,15 +1,11 @@
 """The sweeper's config schema, registered in Hydra's ConfigStore: hydra/sweeper=optuna and its groups
-hydra/sweeper/sampler, hydra/sweeper/pruner and hydra/sweeper/search_space."""
-
+hydra/sweeper/sampler and hydra/sweeper/pruner. Imports nothing heavy: Hydra loads it on every app start."""
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
-
-SEARCH_SPACE_DIR = Path(__file__).parent / "search_spaces"
+from omegaconf import MISSING
 
 
 @dataclass
@@ -95,55 +91,69 @@ class SuccessiveHalvingPrunerConf:
 
 @dataclass
 class OptunaSweeperConf:
-    _target_: str = "hydra_plugins.mnist_sweep_optuna.sweeper.OptunaSweeper"
+    """The keys of the released hydra-optuna-sweeper keep their meaning (the plugin says so at start-up where one
+    works differently); the rest are this sweeper's."""
+
+    _target_: str = "hydra_plugins.optuna_sweeper.optuna_sweeper.OptunaSweeper"
     _recursive_: bool = False  # the sweeper instantiates sampler and pruner itself (the job needs the pruner config)
-    # _self_ first: the chosen search_space then fills params and warm_start over these empty defaults.
-    defaults: list[Any] = field(
-        default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}, {"search_space": "mnist_family"}]
-    )
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": "median"}])
     sampler: Any = MISSING
     pruner: Any = MISSING
     direction: Any = "maximize"  # or a list, one per objective: [maximize, minimize]
     objectives: list[str] = field(default_factory=lambda: ["val_acc", "n_params"])  # the first len(direction)
-    study_name: str | None = None  # None: <app>-<direction>-<objective>..., stable across re-runs
+    study_name: str | None = None  # None: <app>-<direction>_<objective>..., stable across re-runs
     # A journal file (safe for several processes on one machine) relative to the launch directory, or a database
-    # URL: sqlite:///..., postgresql://user:pw@host/db.
-    storage: str = "optuna_journal.log"
+    # URL: sqlite:///..., postgresql://user:pw@host/db. None: the default journal file.
+    storage: str | None = "optuna_journal.log"
     n_trials: int = 20  # trials the study should hold: a re-run or a second worker continues up to this number
-    # Processes working on the study: the command itself plus n_workers-1 copies it starts (docs/sweeps.md,
-    # "Parallel workers": on 2 cores two 1-thread workers beat one 2-thread worker). 1: this process only.
-    n_workers: int = 2
-    n_jobs: int = 1  # trials handed to the launcher at once (use with a parallel launcher such as joblib)
-    max_failure_rate: float = 0.5  # stop once more than this fraction of n_trials failed in this sweep
+    # Processes working on the study: the command itself plus n_workers-1 copies it starts. None: 2 (on 2 cores
+    # two 1-thread workers beat one 2-thread worker, README "Parallel workers"), or 1 when n_jobs is given.
+    n_workers: int | None = None
+    n_jobs: int | None = None  # trials handed to the launcher at once (a parallel launcher such as joblib); None: 1
+    max_failure_rate: float = 0.5  # stop once more than this fraction of n_trials failed in this sweep command
     params: dict[str, Any] = field(default_factory=dict)
     custom_search_space: str | None = None  # "module.function"(cfg, trial) -> dict of extra overrides or None
     warm_start: list[Any] = field(default_factory=list)  # dicts of param values, enqueued as the first trials
-    param_counter: str | None = "mnist_sweep.trial.model_size"  # "module.function"(cfg) -> (n_params, max_params)
+    # With no params declared, the app's config hparams_search/<this> is searched (as if +hparams_search=<this>
+    # had been typed), when the app has one; declared params are searched alone.
+    default_hparams_search: str | None = "default"
+    # "module.function"(cfg) -> (n_params, max_params or None): over-budget trials are rejected untrained.
+    param_counter: str | None = None
+    # "module.function"(cfg, best) -> path: writes the best trial (cfg: its composed config, best: its number,
+    # values, overrides, n_params and out_dir) in a form the app loads, e.g. a model config. best_trial.yaml in the
+    # sweep dir is written either way.
+    exporter: str | None = None
+    found_model_dir: str | None = None  # given to the exporter as out_dir
     mlflow: bool = True  # parent run per sweep, nested child run per trial (when the app has a `tracking` node)
-    found_model_dir: str | None = None  # None: <primary config dir>/model/found
     rejected_value: float = 0.0  # objective value an over-budget trial is told (n_params gets the real count)
     # Set by the sweeper on the workers it starts, never by hand: the worker's number (0: the command the user
-    # typed) and the MLflow sweep run its trial runs nest under.
+    # typed), the sweep command's id, and the MLflow sweep run its trial runs nest under.
     worker_id: int = 0
+    sweep_id: str | None = None
     parent_run_id: str | None = None
 
 
-SAMPLERS = {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes": CmaEsSamplerConf,
-            "nsgaii": NSGAIISamplerConf, "gp": GPSamplerConf, "qmc": QMCSamplerConf, "grid": GridSamplerConf}
-PRUNERS = {"none": NopPrunerConf, "median": MedianPrunerConf, "hyperband": HyperbandPrunerConf,
-           "successive_halving": SuccessiveHalvingPrunerConf}  # fmt: skip
+SAMPLERS = {
+    "tpe": TPESamplerConf,
+    "random": RandomSamplerConf,
+    "cmaes": CmaEsSamplerConf,
+    "nsgaii": NSGAIISamplerConf,
+    "gp": GPSamplerConf,
+    "qmc": QMCSamplerConf,
+    "grid": GridSamplerConf,
+}
+PRUNERS = {
+    "none": NopPrunerConf,
+    "median": MedianPrunerConf,
+    "hyperband": HyperbandPrunerConf,
+    "successive_halving": SuccessiveHalvingPrunerConf,
+}
 
 
 def register() -> None:
     cs = ConfigStore.instance()
-    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="mnist_sweep_optuna")
+    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="optuna_sweeper")
     for name, node in SAMPLERS.items():
-        cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="mnist_sweep_optuna")
+        cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="optuna_sweeper")
     for name, node in PRUNERS.items():
-        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="mnist_sweep_optuna")
-    # A search space sets params (and warm_start) of the sweeper, so it is stored at package hydra.sweeper.
-    for path in sorted(SEARCH_SPACE_DIR.glob("*.yaml")):
-        cs.store(group="hydra/sweeper/search_space", name=path.stem, node=OmegaConf.load(path),
-                 package="hydra.sweeper", provider="mnist_sweep_optuna")  # fmt: skip
-    cs.store(group="hydra/sweeper/search_space", name="none", node={}, package="hydra.sweeper",
-             provider="mnist_sweep_optuna")  # fmt: skip
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="optuna_sweeper")

@@ -10,11 +10,15 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hydra_plugins.mnist_sweep_optuna.errors import SweepError
+from optuna_sweeper.errors import SweepError, one_line
+
+DEFAULT_JOURNAL = "optuna_journal.log"
 
 
-def resolve_storage(storage: str, launch_dir: str | Path) -> str:
-    """A journal path relative to the launch directory becomes absolute, so jobs in other dirs find it too."""
+def resolve_storage(storage: str | None, launch_dir: str | Path) -> str:
+    """A journal path relative to the launch directory becomes absolute, so jobs in other dirs find it too.
+    None (hydra-optuna-sweeper's default, an in-memory study there) is the journal file here."""
+    storage = storage or DEFAULT_JOURNAL
     if "://" in storage:
         return postgres_driver(storage)
     return str((Path(launch_dir) / Path(storage).expanduser()).resolve())
@@ -32,11 +36,11 @@ def open_storage(storage: str) -> BaseStorage:
         if "://" not in storage:
             Path(storage).parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(storage))
-        # Optuna's default 60 s heartbeat-less RDB setup; pool_pre_ping survives a restarted database server.
+        # pool_pre_ping survives a restarted database server.
         return RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # SQLAlchemy, a driver or the OS: any of them means this storage can't be used
         raise SweepError(
-            f"Cannot open the Optuna storage {redact(storage)!r}: {type(exc).__name__}: {first_line(exc)}. Set "
+            f"Cannot open the Optuna storage {redact(storage)!r}: {type(exc).__name__}: {one_line(exc)} Set "
             "hydra.sweeper.storage to a journal file path (default optuna_journal.log) or a database URL such as "
             "sqlite:///optuna.db or postgresql://user:password@host:5432/dbname (pip install psycopg[binary])."
         ) from None
@@ -48,7 +52,7 @@ def in_memory(storage: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """Hide a password in an error message."""
+    """Hide a password in a message."""
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         credentials, host = rest.rsplit("@", 1)
@@ -56,11 +60,8 @@ def redact(url: str) -> str:
     return url
 
 
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]
-
-
 def load_study(storage: str, study_name: str, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     # A trial job only reports and asks the pruner; the cheap random sampler keeps it from fitting a model.
-    return optuna.load_study(study_name=study_name, storage=open_storage(storage),
-                             sampler=optuna.samplers.RandomSampler(), pruner=pruner)  # fmt: skip
+    return optuna.load_study(
+        study_name=study_name, storage=open_storage(storage), sampler=optuna.samplers.RandomSampler(), pruner=pruner
+    )

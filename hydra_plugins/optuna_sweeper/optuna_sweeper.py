@@ -1,0 +1,50 @@
+"""hydra/sweeper=optuna. Hydra imports this module on every app start (plugin discovery), so the sweep itself,
+and Optuna with it, is imported only in `sweep()`, as Hydra's own Optuna sweeper does."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.optuna_sweeper.config import register
+
+register()
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        self.settings = OmegaConf.create(settings)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config
+        self.app_name = app_name(task_function, config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        from optuna_sweeper.errors import SweepError
+        from optuna_sweeper.sweep import SweepCommand
+
+        try:
+            command = SweepCommand(
+                self.settings, self.config, self.hydra_context.config_loader, self.launcher, self.app_name, arguments
+            )
+            return command.execute()
+        except SweepError as exc:
+            print(f"optuna sweeper: error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+
+def app_name(task_function: TaskFunction, config: DictConfig) -> str:
+    """The app's package for `python -m pkg` (its module is then __main__), else the module or job name."""
+    module = task_function.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        return spec.name.split(".")[0] if spec else str(config.hydra.job.name)
+    return module.split(".")[0]

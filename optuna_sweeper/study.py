@@ -1,0 +1,112 @@
+"""The study's lifecycle: open it with its sampler, check the pruner, queue the warm start, and requeue trials
+that were interrupted or whose worker died."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.optuna_api import storage_of, trial_id
+from optuna_sweeper.outcomes import Attr
+from optuna_sweeper.settings import Resolved, pid_on_this_host
+from optuna_sweeper.space import SearchSpace, encode_param, grid_of
+from optuna_sweeper.storage import open_storage, redact
+
+log = logging.getLogger(__name__)
+
+
+def is_grid(sampler_cfg: DictConfig) -> bool:
+    return str(sampler_cfg._target_).endswith("GridSampler")
+
+
+def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> optuna.Study:
+    storage = open_storage(run.storage_url)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=run.study_name,
+        sampler=make_sampler(sampler_cfg, space),
+        directions=run.directions,
+        load_if_exists=True,
+    )
+    stored = [d.name.lower() for d in study.directions]
+    if stored != run.directions:
+        raise SweepError(
+            f"Study {run.study_name!r} in {redact(run.storage_url)} optimises {stored}, but this sweep asks for "
+            f"{run.directions}. Choose another hydra.sweeper.study_name for a different objective."
+        )
+    return study
+
+
+def make_sampler(sampler_cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    extra = {"search_space": grid_of(space)} if is_grid(sampler_cfg) else {}
+    try:
+        return instantiate(sampler_cfg, **extra)
+    except Exception as exc:
+        raise SweepError(f"Cannot create the sampler {sampler_cfg._target_}: {one_line(exc)}") from None
+
+
+def pruner_config(pruner_cfg: DictConfig, directions: list[str]) -> dict | None:
+    """The pruner travels to each job as config (jobs may run in other processes); none when it can't act:
+    Optuna prunes single-objective studies only."""
+    as_dict = OmegaConf.to_container(pruner_cfg)
+    if len(directions) > 1 or as_dict["_target_"].endswith("NopPruner"):
+        return None
+    try:
+        instantiate(as_dict)
+    except Exception as exc:
+        raise SweepError(f"Cannot create the pruner {as_dict['_target_']}: {one_line(exc)}") from None
+    return as_dict
+
+
+def enqueue_warm_start(study: optuna.Study, warm_start: Any, space: SearchSpace) -> None:
+    for index, entry in enumerate(warm_start or []):
+        params = OmegaConf.to_container(entry)
+        unknown = sorted(set(params) - set(space.distributions))
+        if unknown:
+            raise SweepError(
+                f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
+                f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}."
+            )
+        encoded = {k: encode_param(space.distributions[k], v) for k, v in params.items()}
+        # skip_if_exists: a re-run of the same command does not queue the seeds again.
+        study.enqueue_trial(encoded, user_attrs={Attr.WARM_START: index}, skip_if_exists=True)
+
+
+def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
+    """Mark the trial interrupted (FAIL) and queue its params again, so a later trial redoes it."""
+    # Through the storage: the trial may belong to a worker that is gone, so this process holds no Trial for it.
+    storage_of(study).set_trial_user_attr(trial_id(trial), Attr.INTERRUPTED, True)
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    study.enqueue_trial(trial.params, user_attrs={Attr.RETRY_OF: trial.number})
+
+
+def recover_dead_trials(study: optuna.Study) -> None:
+    """A worker killed hard (kill -9, a closed terminal) leaves RUNNING trials; on this host we can tell whether
+    their process is gone, and queue them again. Trials of live workers are left alone."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = pid_on_this_host(trial.user_attrs.get(Attr.WORKER, ""))
+        if pid is not None and not process_alive(pid):
+            log.warning("trial %d was left running by a dead worker (pid %s): queued again", trial.number, pid)
+            requeue(study, trial)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)

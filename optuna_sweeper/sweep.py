@@ -1,0 +1,227 @@
+"""One `-m hydra/sweeper=optuna` command from start to end: check the settings, open the study, start the extra
+worker processes, run trials until the study holds n_trials, then summarise and publish. A worker process runs
+the same code with hydra.sweeper.worker_id > 0 and leaves the summary to the command that started it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.types import Transformer
+from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
+from hydra.plugins.launcher import Launcher
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+
+from optuna_sweeper.budget import ParamBudget
+from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.outcomes import count
+from optuna_sweeper.publish import best_trial, publish
+from optuna_sweeper.settings import Resolved, resolve, worker_name
+from optuna_sweeper.space import SearchSpace, describe, first_value, override_key, override_text, parse_search_space
+from optuna_sweeper.storage import redact
+from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, recover_dead_trials
+from optuna_sweeper.summary import summarise
+from optuna_sweeper.trials import TrialLoop
+from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts
+
+log = logging.getLogger(__name__)
+
+HPARAMS_SEARCH = "hparams_search"  # lightning-hydra-template's name for an app's group of search spaces
+
+
+class SweepCommand:
+    def __init__(
+        self,
+        settings: DictConfig,
+        config: DictConfig,
+        config_loader: Any,
+        launcher: Launcher,
+        app_name: str,
+        arguments: list[str],
+    ) -> None:
+        self.config, self.config_loader, self.launcher = config, config_loader, launcher
+        self.settings, default_search = self.with_default_search(settings)
+        self.run: Resolved = resolve(
+            self.settings, app_name, str(config.hydra.runtime.cwd), str(config.hydra.sweep.dir)
+        )
+        self.space: SearchSpace = parse_search_space(as_dict(self.settings.params), default_search + list(arguments))
+        self.workers = WorkerPool()  # the processes this command started (none in a worker)
+
+    def with_default_search(self, settings: DictConfig) -> tuple[DictConfig, list[str]]:
+        """No params declared: search the app's `hparams_search/<default_hparams_search>` config, if it has one,
+        as if `+hparams_search=<name>` had been typed. Declared params are searched alone, never joined to it."""
+        name = settings.default_hparams_search
+        if settings.params or not name or name not in self.config_loader.get_group_options(HPARAMS_SEARCH):
+            return settings, []
+        selection = [f"+{HPARAMS_SEARCH}={name}"]
+        return self.compose(selection, f"the default search space {HPARAMS_SEARCH}/{name}").hydra.sweeper, selection
+
+    def compose(self, overrides: list[str], what: str) -> DictConfig:
+        try:
+            return self.config_loader.load_sweep_config(self.config, overrides)
+        except HydraException as exc:
+            raise SweepError(
+                f"Hydra could not compose the config for {what} ({' '.join(overrides)}): {one_line(exc)} Check "
+                "the keys and values in hydra.sweeper.params and on the command line."
+            ) from None
+
+    # ---------------------------------------------------------------- the command
+    def execute(self) -> list[JobReturn]:
+        run, s = self.run, self.settings
+        if not run.is_worker:
+            for note in run.notes:
+                log.warning(note)
+        self.probe_config()  # a typo in a key fails here, before anything is recorded
+        study = open_study(run, s.sampler, self.space)
+        # Loaded after the cheap checks: the app's functions may import a deep-learning framework.
+        counter = load_callable(s.param_counter, "param_counter")
+        loop = TrialLoop(
+            run=run,
+            study=study,
+            space=self.space,
+            n_trials=s.n_trials,
+            max_failure_rate=s.max_failure_rate,
+            launcher=self.launcher,
+            compose=self.compose,
+            app_config=self.config,
+            pruner=pruner_config(s.pruner, run.directions),
+            budget=ParamBudget(counter, s.rejected_value) if counter else None,
+            custom_space=load_callable(s.custom_search_space, "custom_search_space"),
+        )
+        export = self.exporter(load_callable(s.exporter, "exporter"))
+        recover_dead_trials(study)
+        if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
+            enqueue_warm_start(study, s.warm_start, self.space)
+        loop.runs = self.start_mlflow(loop.pruner)
+        remaining = max(0, s.n_trials - count(study.get_trials(deepcopy=False)).counted)
+        log.info(
+            "Optuna study %r in %s: %d trials to reach n_trials=%d",
+            run.study_name,
+            redact(run.storage_url),
+            remaining,
+            s.n_trials,
+        )
+        status = "FAILED"
+        try:
+            if run.n_workers > 1 and not run.is_worker:
+                self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))
+            loop.run_until_done()
+            status = "FINISHED"
+            self.workers.wait()  # the summary and the exported best trial cover their trials too
+        except KeyboardInterrupt:
+            status = "KILLED"
+            if run.is_worker:
+                ignore_further_interrupts()
+            loop.interrupt()
+            raise
+        except BaseException as exc:
+            loop.fail_pending(exc)
+            raise
+        finally:
+            self.workers.stop(grace_s=INTERRUPT_GRACE_S if status == "KILLED" else 0.0)
+            self.finish(loop, status, export)
+        self.check_workers_succeeded()
+        return loop.returns
+
+    def probe_config(self) -> None:
+        probe = [f"{k}={override_text(first_value(d))}" for k, d in self.space.distributions.items()]
+        self.compose([f"{k}={v}" for k, v in self.space.fixed.items()] + probe, what="the search space")
+
+    def start_mlflow(self, pruner: dict | None):
+        tracking = self.config.get("tracking")
+        if not self.settings.mlflow or tracking is None:
+            return None
+        # Imported only when used: MLflow takes seconds to import.
+        from optuna_sweeper.mlflow_runs import SweepRuns
+
+        run, s = self.run, self.settings
+        params = {
+            "study": run.study_name,
+            "storage": redact(run.storage_url),
+            "sampler": s.sampler._target_,
+            "pruner": (pruner or {}).get("_target_", "none"),
+            "n_trials": s.n_trials,
+            "n_workers": run.n_workers,
+            "directions": ",".join(run.directions),
+            "objectives": ",".join(run.objectives),
+        }
+        params.update({f"space.{k}": describe(d) for k, d in self.space.distributions.items()})
+        params.update({f"fixed.{override_key(k)}": v for k, v in self.space.fixed.items()})
+        # A worker's trial runs nest under the sweep run of the command that started it.
+        return SweepRuns(tracking, run.study_name, params, parent_id=s.parent_run_id)
+
+    def worker_overrides(self, loop: TrialLoop) -> Callable[[int], list[str]]:
+        def overrides(number: int) -> list[str]:
+            # The sweep dir as resolved here: in the worker, ${now:...} would give the worker's own start time.
+            extra = [
+                "hydra.sweeper.n_workers=1",
+                f"hydra.sweeper.worker_id={number}",
+                f"hydra.sweeper.sweep_id={Transformer.str(self.run.sweep_id)}",
+                f"hydra.sweep.dir={Transformer.str(str(self.run.sweep_dir))}",
+            ]
+            return extra + ([f"hydra.sweeper.parent_run_id='{loop.runs.parent_id}'"] if loop.runs else [])
+
+        return overrides
+
+    def exporter(self, app_exporter: Callable | None) -> Callable | None:
+        """The app's exporter: fn(cfg, best) -> the path it wrote, where cfg is the best trial's composed config
+        and best a publish.BestTrial."""
+        if app_exporter is None:
+            return None
+        out_dir = Path(self.settings.found_model_dir) if self.settings.found_model_dir else None
+
+        def export(trial):
+            best = best_trial(trial, self.run.study_name, self.run.objectives, out_dir)
+            return app_exporter(self.compose(best.overrides, what=f"best trial {trial.number}"), best)
+
+        return export
+
+    # ---------------------------------------------------------------- the end
+    def finish(self, loop: TrialLoop, status: str, export: Callable | None) -> None:
+        run = self.run
+        if run.is_worker:  # the command that started this worker reports on the whole study
+            mine = count(loop.study.get_trials(deepcopy=False), worker=worker_name())
+            print(f"worker {self.settings.worker_id}: Optuna study {run.study_name!r}: {mine.line()}", flush=True)
+            return
+        summary = summarise(
+            loop.study,
+            run.study_name,
+            redact(run.storage_url),
+            self.settings.n_trials,
+            run.objectives,
+            sweep=run.sweep_id,
+        )
+        if status == "FINISHED":  # an interrupted worker exits non-zero: no news
+            summary.problems = [
+                f"Worker {w.number} exited with status {w.process.returncode}: see {w.log_path}"
+                for w in self.workers.failed()
+            ]
+        publish(summary, loop.study, run.objectives, run.sweep_dir, status, export, loop.runs)
+
+    def check_workers_succeeded(self) -> None:
+        failed = self.workers.failed()
+        if failed:
+            which = [
+                f"worker {w.number} exited with status {w.process.returncode} (its log: {w.log_path})" for w in failed
+            ]
+            raise SweepError(
+                f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
+                "are kept in the study; fix the cause and re-run to continue."
+            )
+
+
+def load_callable(path: str | None, what: str):
+    if not path:
+        return None
+    try:
+        return get_method(path)
+    except Exception as exc:
+        raise SweepError(f"hydra.sweeper.{what}={path!r} is not an importable function: {one_line(exc)}") from None
+
+
+def as_dict(node: Any) -> dict:
+    return OmegaConf.to_container(node) if node is not None else {}

@@ -1,0 +1,98 @@
+"""Search spaces as an app config group (conf/hparams_search/), and sweep configs written for the released
+hydra-optuna-sweeper in lightning-hydra-template's style: their params are searched alone, their keys keep their
+meaning, and where one works differently the sweep says so in one line. Real app, real MNIST slice."""
+
+from __future__ import annotations
+
+import textwrap
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from optuna_sweeper.storage import open_storage
+
+from .helpers import run_cli
+
+STUDY = "mnist_sweep-max_val_acc"
+
+# As lightning-hydra-template's configs/hparams_search/mnist_optuna.yaml is written (with this app's keys).
+LIGHTNING_STYLE = """\
+    # @package _global_
+    defaults:
+      - override /hydra/sweeper: optuna
+
+    hydra:
+      mode: "MULTIRUN"
+      sweeper:
+        storage: null
+        study_name: null
+        n_jobs: 1
+        direction: maximize
+        n_trials: 20
+        max_failure_rate: 0.0
+        custom_search_space: null
+        sampler:
+          _target_: optuna.samplers.TPESampler
+          seed: 1234
+          n_startup_trials: 10
+        params:
+          optimizer.lr: interval(0.01, 0.1)
+          trainer.batch_size: choice(64, 128)
+"""
+
+
+def sweep_run(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mnist_sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("optuna_role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return experiment, parent, children
+
+
+def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
+    result = run_cli(
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0", "hydra.sweeper.n_workers=1", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment, parent, _ = sweep_run(tmp_path)
+    params = parent.data.params
+    assert params["fixed.hparams_search"] == "default" and params["fixed.budget.max_params"] == "8000"
+    assert {"space.model.ch1", "space.model.head", "space.optimizer.lr"} <= set(params)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
+    # The space's warm start (gap8k and pool7k in the family's knobs), queued for the first trials.
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * 2
+
+
+@pytest.mark.slow
+def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp_path, mnist_root):
+    conf = tmp_path / "user_conf" / "hparams_search"
+    conf.mkdir(parents=True)
+    (conf / "my_search.yaml").write_text(textwrap.dedent(LIGHTNING_STYLE))
+    result = run_cli(
+        f"hydra.searchpath=[file://{conf.parent}]",
+        "+hparams_search=my_search",
+        "hydra.sweeper.n_trials=1",
+        "trainer.epochs=1",
+        "dataset.train_limit=1000",
+        f"dataset.root={mnist_root}",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    # Keys that work differently here say so, one line each.
+    assert "hydra.sweeper.storage=null: the study is kept in optuna_journal.log" in result.stdout + result.stderr
+    assert "hydra.sweeper.n_jobs=1: this process hands 1 trial(s) at a time" in result.stdout + result.stderr
+    assert not list(tmp_path.glob("multirun/*/*/worker-*.log"))  # n_jobs: 1 means one process, as there
+    _, parent, children = sweep_run(tmp_path)
+    assert {k for k in parent.data.params if k.startswith("space.")} == {
+        "space.optimizer.lr",
+        "space.trainer.batch_size",
+    }
+    assert parent.data.params["fixed.hparams_search"] == "my_search"
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
+    assert [set(t.params) for t in study.trials] == [{"optimizer.lr", "trainer.batch_size"}]
+    assert len(children) == 1 and children[0].info.status == "FINISHED"

@@ -1,0 +1,250 @@
+"""The sweeper's pure parts, called directly (no subprocess): storage strings, settings, the outcome vocabulary and
+its counts, objective values, the leaderboard and summary, the best-trial files and the app's exporter."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from mnist_sweep.trial import export_found_model
+from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
+from optuna_sweeper.publish import best_trial, publish
+from optuna_sweeper.settings import (
+    DEFAULT_WORKERS,
+    default_study_name,
+    directions_of,
+    objectives_of,
+    pid_on_this_host,
+    resolve,
+    worker_name,
+)
+from optuna_sweeper.space import encode_param, override_key, override_text
+from optuna_sweeper.storage import in_memory, redact, resolve_storage
+from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
+from optuna_sweeper.trials import objective_values
+
+from .helpers import compose_config
+
+DIST = {"x": FloatDistribution(0, 1), "head": CategoricalDistribution(("gap", "linear"))}
+
+
+def trial(state: TrialState, value: float | None = None, **attrs) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        state=state,
+        value=value,
+        params={"x": 0.5, "head": "gap"},
+        distributions=DIST,
+        user_attrs=attrs,
+        intermediate_values={1: 0.4} if state == TrialState.PRUNED else None,
+    )
+
+
+def study_of(*trials: optuna.trial.FrozenTrial, directions=("maximize",)) -> optuna.Study:
+    study = optuna.create_study(directions=list(directions), study_name="s")
+    study.add_trials(trials)
+    return study
+
+
+# ------------------------------------------------------------------ storage
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://sweeper:s3cret@db:5432/study", "postgresql://sweeper:***@db:5432/study"),
+        ("postgresql+psycopg://u:p@w:rd@h/db", "postgresql+psycopg://u:***@h/db"),
+        ("sqlite:///optuna.db", "sqlite:///optuna.db"),
+        ("optuna_journal.log", "optuna_journal.log"),
+    ],
+)
+def test_redact_hides_the_password_only(url, shown):
+    assert redact(url) == shown
+
+
+def test_resolve_storage_makes_journal_paths_absolute_and_null_means_the_default_journal(tmp_path):
+    assert resolve_storage("j.log", tmp_path) == str(tmp_path / "j.log")
+    assert resolve_storage(None, tmp_path) == str(tmp_path / "optuna_journal.log")
+    assert resolve_storage("sqlite:///x.db", tmp_path) == "sqlite:///x.db"
+    assert resolve_storage("postgresql://u:p@h/d", tmp_path).startswith("postgresql")
+
+
+@pytest.mark.parametrize(
+    ("url", "memory"), [("sqlite:///:memory:", True), ("sqlite://", True), ("sqlite:///f.db", False), ("j.log", False)]
+)
+def test_in_memory(url, memory):
+    assert in_memory(url) == memory
+
+
+# ------------------------------------------------------------------ settings
+def settings(**overrides):
+    base = {
+        "direction": "maximize",
+        "objectives": ["val_acc", "n_params"],
+        "study_name": None,
+        "storage": "optuna_journal.log",
+        "n_trials": 4,
+        "n_workers": None,
+        "n_jobs": None,
+        "max_failure_rate": 0.5,
+        "worker_id": 0,
+        "sweep_id": None,
+    }
+    return OmegaConf.create({**base, **overrides})
+
+
+def test_settings_defaults_two_workers_and_a_stable_study_name(tmp_path):
+    run = resolve(settings(), "app", str(tmp_path), "multirun/x")
+    assert run.n_workers == DEFAULT_WORKERS and run.n_jobs == 1 and not run.notes
+    assert run.study_name == "app-max_val_acc" and run.sweep_dir == tmp_path / "multirun/x"
+    assert run.sweep_id == worker_name() and not run.is_worker
+
+
+def test_hydra_optuna_sweeper_keys_keep_their_meaning_and_say_where_they_differ(tmp_path):
+    run = resolve(settings(storage=None, n_jobs=1), "app", str(tmp_path), "m")
+    assert run.n_workers == 1 and run.n_jobs == 1  # n_jobs given: one process, as hydra-optuna-sweeper runs it
+    assert run.storage_url == str(tmp_path / "optuna_journal.log")
+    assert len(run.notes) == 2 and all(len(note.splitlines()) == 1 for note in run.notes)
+    assert "hydra.sweeper.storage=null" in run.notes[0] and "hydra.sweeper.n_jobs=1" in run.notes[1]
+    assert resolve(settings(n_jobs=3, n_workers=2), "app", str(tmp_path), "m").n_workers == 2  # both given: as said
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"n_workers": 0}, "n_workers must be 1 or more"),
+        ({"n_jobs": 0}, "n_jobs must be 1 or more"),
+        ({"n_workers": 2, "storage": "sqlite:///:memory:"}, "in-memory database"),
+        ({"max_failure_rate": -1}, "max_failure_rate"),
+        ({"direction": "up"}, "direction must be maximize, minimize"),
+        ({"direction": ["maximize", "minimize", "minimize"]}, "names only"),
+    ],
+)
+def test_bad_settings_are_one_paragraph_errors(tmp_path, overrides, message):
+    with pytest.raises(SweepError, match=message) as info:
+        resolve(settings(**overrides), "app", str(tmp_path), "m")
+    assert "\n" not in str(info.value)
+
+
+def test_directions_objectives_and_study_name():
+    assert directions_of("minimize") == ["minimize"] and directions_of(["maximize", "minimize"]) == [
+        "maximize",
+        "minimize",
+    ]
+    assert objectives_of(["a", "b", "c"], ["maximize"]) == ["a"]
+    assert default_study_name("app", ["maximize", "minimize"], ["a", "b"]) == "app-max_a-min_b"
+
+
+def test_worker_names_are_parsed_on_this_host_only():
+    assert pid_on_this_host(worker_name(1234)) == 1234
+    assert pid_on_this_host("elsewhere:1234") is None and pid_on_this_host("") is None
+
+
+# ------------------------------------------------------------------ vocabulary and counts
+def test_outcomes_decode_the_user_attrs_in_one_place():
+    assert outcome_of(trial(TrialState.COMPLETE, 0.9)) == Outcome.COMPLETE
+    assert outcome_of(trial(TrialState.COMPLETE, 0.0, **{Attr.REJECTED: True})) == Outcome.REJECTED
+    assert outcome_of(trial(TrialState.FAIL, **{Attr.INTERRUPTED: True})) == Outcome.INTERRUPTED
+    assert outcome_of(trial(TrialState.FAIL)) == Outcome.FAIL
+    assert outcome_of(trial(TrialState.PRUNED)) == Outcome.PRUNED
+
+
+def test_counts_come_from_the_trials_and_can_be_narrowed_to_one_sweep():
+    mine, other = {Attr.SWEEP: "h:1"}, {Attr.SWEEP: "h:2"}
+    trials = [
+        trial(TrialState.COMPLETE, 0.9, **mine),
+        trial(TrialState.COMPLETE, 0.0, **mine, **{Attr.REJECTED: True}),
+        trial(TrialState.PRUNED, **mine),
+        trial(TrialState.FAIL, **mine, **{Attr.INTERRUPTED: True}),
+        trial(TrialState.FAIL, **other),
+    ]
+    every = count(trials)
+    assert (every.complete, every.rejected, every.pruned, every.interrupted, every.failed) == (1, 1, 1, 1, 1)
+    assert every.counted == 3  # rejected and interrupted trials don't count towards n_trials
+    assert count(trials, sweep="h:1").failed == 0 and count(trials, sweep="h:2").failed == 1
+
+
+# ------------------------------------------------------------------ objective values
+@pytest.mark.parametrize(
+    ("outcome", "n_directions", "values", "problem"),
+    [
+        ({"val_acc": 0.9, "n_params": 100.0}, 1, [0.9], ""),
+        ({"val_acc": 0.9, "n_params": 100.0}, 2, [0.9, 100.0], ""),
+        (0.7, 1, [0.7], ""),
+        ({"acc": 0.9}, 1, [], "which has no"),
+        ({"val_acc": float("nan")}, 1, [], "non-finite"),
+        (0.7, 2, [], "1 objective(s) for 2"),
+    ],
+)
+def test_objective_values(outcome, n_directions, values, problem):
+    objectives = ["val_acc", "n_params"][:n_directions]
+    got, why = objective_values(outcome, objectives, n_directions)
+    assert got == values and (problem in why if problem else why == "")
+
+
+# ------------------------------------------------------------------ summary, leaderboard, publication
+def test_leaderboard_lists_results_first_best_first_and_marks_rejected_trials():
+    study = study_of(
+        trial(TrialState.COMPLETE, 0.8, **{Attr.N_PARAMS: 700}),
+        trial(TrialState.COMPLETE, 0.0, **{Attr.REJECTED: True, Attr.N_PARAMS: 9000}),
+        trial(TrialState.COMPLETE, 0.95, **{Attr.N_PARAMS: 900}),
+        trial(TrialState.PRUNED),
+    )
+    rows = leaderboard_rows(study, ["val_acc"])
+    assert [(r["trial"], r["state"]) for r in rows] == [
+        (2, "COMPLETE"),
+        (0, "COMPLETE"),
+        (3, "PRUNED"),
+        (1, "REJECTED"),
+    ]
+    assert rows[0]["n_params"] == 900 and rows[2]["val_acc"] == 0.4 and rows[3]["val_acc"] is None
+    table = format_table(rows, limit=2).splitlines()
+    assert table[0].split()[:3] == ["trial", "state", "val_acc"] and table[-1] == "... 2 more in leaderboard.csv"
+
+
+def test_summary_and_its_publication(tmp_path, capsys):
+    overrides = ["x=0.5", "head=gap"]
+    study = study_of(
+        trial(TrialState.COMPLETE, 0.8, **{Attr.SWEEP: "h:1", Attr.OVERRIDES: overrides, Attr.N_PARAMS: 700}),
+        trial(TrialState.FAIL, **{Attr.SWEEP: "h:9"}),
+    )
+    summary = summarise(study, "s", "journal", 4, ["val_acc"], sweep="h:1")
+    assert summary.best.number == 0 and summary.this_run.complete == 1 and summary.this_run.failed == 0
+    assert "this run 1 complete, 0 pruned, 0 rejected over budget (not trained), 0 failed" in summary.headline()
+    assert "the study now holds 2 trials (2 count towards n_trials=4)" in summary.headline()
+
+    exported = []
+    publish(summary, study, ["val_acc"], tmp_path, "FINISHED", export=lambda t: exported.append(t) or tmp_path)
+    assert exported == [summary.best] and "Best trial 0 written to" in capsys.readouterr().out
+    assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.csv", "summary.txt", "best_trial.yaml"}
+    best = yaml.safe_load((tmp_path / "best_trial.yaml").read_text())
+    assert best == {"study": "s", "trial": 0, "values": {"val_acc": 0.8}, "n_params": 700, "overrides": overrides}
+
+
+def test_the_apps_exporter_writes_a_model_config_that_composes(tmp_path):
+    overrides = ["model=family", "model.blocks=3", "optimizer.lr=0.05", "+hparams_search=default"]
+    frozen = trial(TrialState.COMPLETE, 0.99, **{Attr.OVERRIDES: overrides, Attr.N_PARAMS: 1234})
+    cfg = compose_config("model=family", "model.blocks=3")
+    path = export_found_model(cfg, best_trial(frozen, "my study", ["val_acc"], out_dir=tmp_path / "model" / "found"))
+    assert path == tmp_path / "model" / "found" / "my_study.yaml"
+    text = path.read_text()
+    assert "python -m mnist_sweep model=found/my_study optimizer.lr=0.05 +hparams_search=default" in text
+    model = yaml.safe_load(text)
+    assert model["name"] == "found_my_study" and model["blocks"] == 3 and model["declared_params"] == 1234
+    assert compose_config(f"hydra.searchpath=[file://{tmp_path}]", "model=found/my_study").model.blocks == 3
+
+
+# ------------------------------------------------------------------ small helpers
+def test_override_helpers():
+    assert override_key("++optuna.x=1") == "optuna.x" and override_key("~a.b") == "a.b"
+    assert override_text(8000) == "8000" and override_text("family") == "family"
+    assert override_text([1, 2]) == "[1,2]"
+    assert encode_param(CategoricalDistribution(("a", "[1,2]")), [1, 2]) == "[1,2]"
+    assert encode_param(FloatDistribution(0, 1), 0.5) == 0.5
+
+
+def test_one_line_folds_a_message_into_a_sentence():
+    assert one_line(ValueError("bad\n   thing")) == "bad thing."
+    assert one_line(ValueError("done.")) == "done." and one_line(ValueError()) == "ValueError."
