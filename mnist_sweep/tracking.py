@@ -102,7 +102,7 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
 
 
 # Overrides that name the run or link it to a sweep, rather than change what is trained.
-BOOKKEEPING_KEYS = ("seed", "tracking", "optuna", "experiment", "hydra")
+BOOKKEEPING_KEYS = ("seed", "tracking", "optuna", "experiment", "hydra", "trainer.progress")
 
 
 def launch_recipe() -> tuple[str, list[str]]:
@@ -113,8 +113,12 @@ def launch_recipe() -> tuple[str, list[str]]:
     except ValueError:  # called outside a Hydra app (tests, notebooks)
         return "defaults", []
     recipe = hydra_cfg.runtime.choices.get("experiment") or "defaults"
-    overrides = [o for o in hydra_cfg.overrides.task if override_key(o).split(".")[0] not in BOOKKEEPING_KEYS]
+    overrides = [o for o in hydra_cfg.overrides.task if not is_bookkeeping(override_key(o))]
     return str(recipe), overrides
+
+
+def is_bookkeeping(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in BOOKKEEPING_KEYS)
 
 
 def override_key(override: str) -> str:
@@ -197,6 +201,16 @@ def log_checkpoint(model: torch.nn.Module, out_dir: Path, as_mlflow_model: bool)
                 input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
             )
     return path
+
+
+def ui_link(run: mlflow.ActiveRun) -> str:
+    """Where `mlflow ui` shows this run. MLflow 3.17's UI ignores the experiment-kind tag when it picks GenAI or
+    model-training pages (a browser-wide toggle, GenAI at first): the workflowType parameter opens the run as a
+    training run."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    link = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    return link if base == uri.rstrip("/") else f"{link} (after `mlflow ui` here)"
 
 
 def log_wall_seconds(seconds: float) -> None:

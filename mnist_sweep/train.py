@@ -38,6 +38,7 @@ class RunResult:
     train_seconds: float
     wall_seconds: float
     run_id: str
+    ui_link: str = ""
 
     def objectives(self) -> dict[str, float]:
         return {"val_acc": self.best_val_acc, "n_params": float(self.n_params), "test_acc": self.test_acc}
@@ -128,6 +129,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         result.train_seconds,
         wall_seconds,
         run.info.run_id,
+        tracking.ui_link(run),
     )
     print_summary(outcome, result.images_per_second)
     return outcome
@@ -177,4 +179,4 @@ def print_summary(r: RunResult, images_per_second: float) -> None:
             "MLflow run": r.run_id,
         }
     )
-    print(table, flush=True)
+    print(f"{table}\nIn the MLflow UI: {r.ui_link}", flush=True)

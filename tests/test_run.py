@@ -45,7 +45,7 @@ def cli_run(tmp_path_factory, mnist_root):
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("mnist_sweep").experiment_id])
-    return workdir, done.stdout, client, run
+    return workdir, done.stdout + done.stderr, client, run
 
 
 def test_summary_names_model_accuracy_time_and_run(cli_run):
@@ -53,6 +53,25 @@ def test_summary_names_model_accuracy_time_and_run(cli_run):
     for label in ("model", "parameters", "best val accuracy", "test accuracy", "wall time", "MLflow run"):
         assert label in stdout
     assert "7,788" in stdout and run.info.run_id in stdout
+
+
+def test_run_names_its_dataset_recipe_and_experiment_kind_and_prints_no_warning(cli_run, mnist_root):
+    workdir, output, client, run = cli_run
+    (given,) = run.inputs.dataset_inputs
+    assert given.dataset.name == "mnist" and len(given.dataset.digest) == 8
+    sizes = {t.key: t.value for t in given.tags if t.key.endswith("_images")}
+    assert sizes == {"train_images": "2000", "val_images": "5000", "test_images": "10000"}
+    assert run.data.tags["recipe"] == "defaults"
+    assert run.data.tags["overrides"] == " ".join([*SMOKE, f"dataset.root={mnist_root}"])  # not seed=3
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert f"runs/{run.info.run_id}?workflowType=machine_learning" in output
+    assert "Warning" not in output  # e.g. torch.export's, which a user reads as a fault
+
+    table = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep.results"], cwd=workdir, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert table[1].endswith("defaults " + " ".join([*SMOKE, f"dataset.root={mnist_root}"]))
 
 
 def test_mlflow_db_and_artifacts_land_in_the_launch_directory(cli_run):
