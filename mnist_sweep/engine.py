@@ -103,23 +103,25 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
 
 
-def train_one_epoch(model, data: Data, optimizer, schedule: LRSchedule, augment, s: TrainerConfig, desc: str, ema=None):
+def train_one_epoch(
+    model, data: Data, optimizer, schedule: LRSchedule, augment, trainer: TrainerConfig, desc: str, ema=None
+):
     model.train()
     device = data.train.labels.device
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    steps = range(0, len(data.train), s.batch_size)
-    bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if s.progress else True)
-    for images, labels in shuffled_batches(data.train, s.batch_size):
-        with autocast(device, s.amp):
+    steps = range(0, len(data.train), trainer.batch_size)
+    bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if trainer.progress else True)
+    for images, labels in shuffled_batches(data.train, trainer.batch_size):
+        with autocast(device, trainer.amp):
             logits = model(normalise(images, data.mean, data.std, augment))
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=s.label_smoothing)
-        if s.l1_weight:
-            loss = loss + s.l1_weight * l1_penalty(model)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
+        if trainer.l1_weight:
+            loss = loss + trainer.l1_weight * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if s.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        if trainer.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
         optimizer.step()
         schedule.after_batch()
         if ema is not None:
@@ -143,8 +145,8 @@ def predict(model: nn.Module, split: Split, mean: float, std: float, batch_size:
     return torch.cat(chunks).float()
 
 
-def evaluate(model: nn.Module, split: Split, data: Data, s: TrainerConfig) -> tuple[float, float]:
-    logits = predict(model, split, data.mean, data.std, s.eval_batch_size, s.amp)
+def evaluate(model: nn.Module, split: Split, data: Data, trainer: TrainerConfig) -> tuple[float, float]:
+    logits = predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp)
     loss = F.cross_entropy(logits, split.labels).item()
     return loss, (logits.argmax(1) == split.labels).float().mean().item()
 
@@ -162,27 +164,27 @@ def fit(
     optimizer: torch.optim.Optimizer,
     schedule: LRSchedule,
     augment: nn.Module | None,
-    s: TrainerConfig,
+    trainer: TrainerConfig,
     on_epoch_end: Callable[[EpochMetrics], None] = lambda m: None,
 ) -> FitResult:
-    """Train for s.epochs, keeping the weights of the epoch with the best validation accuracy (the moving average
-    of the weights instead, when s.ema_decay is set).
+    """Train for trainer.epochs, keeping the weights of the epoch with the best validation accuracy (the moving average
+    of the weights instead, when trainer.ema_decay is set).
 
     on_epoch_end sees every epoch's metrics (MLflow logging, Optuna pruning); an exception it raises, such as
     optuna.TrialPruned, ends training and propagates. A NaN or infinite loss or accuracy raises DivergedError.
     """
     result = FitResult()
-    ema = weight_average(model, s.ema_decay)
+    ema = weight_average(model, trainer.ema_decay)
     judged = ema.module if ema is not None else model  # the weights that are validated and kept
-    for epoch in range(1, s.epochs + 1):
+    for epoch in range(1, trainer.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(
-            model, data, optimizer, schedule, augment, s, desc=f"epoch {epoch}/{s.epochs}", ema=ema
+            model, data, optimizer, schedule, augment, trainer, desc=f"epoch {epoch}/{trainer.epochs}", ema=ema
         )
         result.train_seconds += time.perf_counter() - start
         result.train_images += len(data.train)
-        val_loss, val_acc = evaluate(judged, data.val, data, s)
+        val_loss, val_acc = evaluate(judged, data.val, data, trainer)
         schedule.after_epoch(val_loss)
         metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
         result.history.append(metrics)
@@ -191,7 +193,7 @@ def fit(
             result.best_state = copy.deepcopy(judged.state_dict())
         on_epoch_end(metrics)  # logged first, so the diverged epoch is on record
         check_finite(metrics)
-        if s.patience is not None and epoch - result.best_epoch >= s.patience:
+        if trainer.patience is not None and epoch - result.best_epoch >= trainer.patience:
             result.stopped_early = True
             break
     return result

@@ -48,27 +48,31 @@ def pid_on_this_host(name: str) -> int | None:
     return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
-def resolve(s: DictConfig, app_name: str, launch_dir: str, sweep_dir: str) -> Resolved:
-    directions = directions_of(s.direction)
-    objectives = objectives_of(list(s.objectives), directions)
-    storage_url = resolve_storage(s.storage, launch_dir)
-    n_jobs = 1 if s.n_jobs is None else s.n_jobs
-    n_workers = s.n_workers if s.n_workers is not None else (1 if s.n_jobs is not None else DEFAULT_WORKERS)
+def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str) -> Resolved:
+    directions = directions_of(settings.direction)
+    objectives = objectives_of(list(settings.objectives), directions)
+    storage_url = resolve_storage(settings.storage, launch_dir)
+    n_jobs = 1 if settings.n_jobs is None else settings.n_jobs
+    n_workers = (
+        settings.n_workers
+        if settings.n_workers is not None
+        else (1 if settings.n_jobs is not None else DEFAULT_WORKERS)
+    )
     check_parallelism(n_workers, n_jobs, storage_url)
-    check_range("max_failure_rate", s.max_failure_rate, 0.0, None)
-    check_range("n_trials", s.n_trials, 0, None)
+    check_range("max_failure_rate", settings.max_failure_rate, 0.0, None)
+    check_range("n_trials", settings.n_trials, 0, None)
     return Resolved(
         directions=directions,
         objectives=objectives,
-        study_name=s.study_name or default_study_name(app_name, directions, objectives),
+        study_name=settings.study_name or default_study_name(app_name, directions, objectives),
         storage_url=storage_url,
         n_workers=n_workers,
         n_jobs=n_jobs,
         # Absolute: the workers get it as their sweep dir, and the log paths printed name it.
         sweep_dir=Path(launch_dir) / sweep_dir,
-        sweep_id=s.sweep_id or worker_name(),
-        is_worker=s.worker_id > 0,
-        notes=compatibility_notes(s, n_workers),
+        sweep_id=settings.sweep_id or worker_name(),
+        is_worker=settings.worker_id > 0,
+        notes=compatibility_notes(settings, n_workers),
     )
 
 
@@ -118,18 +122,18 @@ def check_range(key: str, value: float, low: float, high: float | None) -> None:
         raise SweepError(f"hydra.sweeper.{key} must be {bound}, got {value}.")
 
 
-def compatibility_notes(s: DictConfig, n_workers: int) -> list[str]:
+def compatibility_notes(settings: DictConfig, n_workers: int) -> list[str]:
     """One line for each hydra-optuna-sweeper key given that works differently here."""
     notes = []
-    if s.storage is None:
+    if settings.storage is None:
         notes.append(
             f"hydra.sweeper.storage=null: the study is kept in {DEFAULT_JOURNAL} in the launch directory "
             "(hydra-optuna-sweeper kept it in memory), so re-running the command resumes it."
         )
-    if s.n_jobs is not None and s.n_workers is None:
+    if settings.n_jobs is not None and settings.n_workers is None:
         notes.append(
-            f"hydra.sweeper.n_jobs={s.n_jobs}: this process hands {s.n_jobs} trial(s) at a time to the launcher, as "
-            f"hydra-optuna-sweeper does, and starts no extra worker processes; set hydra.sweeper.n_workers for those "
-            f"(the default without n_jobs is {DEFAULT_WORKERS})."
+            f"hydra.sweeper.n_jobs={settings.n_jobs}: this process hands {settings.n_jobs} trial(s) at a time to the "
+            "launcher, as hydra-optuna-sweeper does, and starts no extra worker processes; set hydra.sweeper.n_workers "
+            f"for those (the default without n_jobs is {DEFAULT_WORKERS})."
         )
     return notes

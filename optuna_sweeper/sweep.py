@@ -71,39 +71,39 @@ class SweepCommand:
 
     # ---------------------------------------------------------------- the command
     def execute(self) -> list[JobReturn]:
-        run, s = self.run, self.settings
+        run, settings = self.run, self.settings
         if not run.is_worker:
             for note in run.notes:
                 log.warning(note)
         self.probe_config()  # a typo in a key fails here, before anything is recorded
-        study = open_study(run, s.sampler, self.space)
+        study = open_study(run, settings.sampler, self.space)
         # Loaded after the cheap checks: the app's functions may import a deep-learning framework.
-        counter = load_callable(s.param_counter, "param_counter")
+        counter = load_callable(settings.param_counter, "param_counter")
         loop = TrialLoop(
             run=run,
             study=study,
             space=self.space,
-            n_trials=s.n_trials,
-            max_failure_rate=s.max_failure_rate,
+            n_trials=settings.n_trials,
+            max_failure_rate=settings.max_failure_rate,
             launcher=self.launcher,
             compose=self.compose,
             app_config=self.config,
-            pruner=pruner_config(s.pruner, run.directions),
-            budget=ParamBudget(counter, s.rejected_value) if counter else None,
-            custom_space=load_callable(s.custom_search_space, "custom_search_space"),
+            pruner=pruner_config(settings.pruner, run.directions),
+            budget=ParamBudget(counter, settings.rejected_value) if counter else None,
+            custom_space=load_callable(settings.custom_search_space, "custom_search_space"),
         )
-        export = self.exporter(load_callable(s.exporter, "exporter"))
+        export = self.exporter(load_callable(settings.exporter, "exporter"))
         recover_dead_trials(study)
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
-            enqueue_warm_start(study, s.warm_start, self.space)
+            enqueue_warm_start(study, settings.warm_start, self.space)
         loop.runs = self.start_mlflow(loop.pruner)
-        remaining = max(0, s.n_trials - count(study.get_trials(deepcopy=False)).counted)
+        remaining = max(0, settings.n_trials - count(study.get_trials(deepcopy=False)).counted)
         log.info(
             "Optuna study %r in %s: %d trials to reach n_trials=%d",
             run.study_name,
             redact(run.storage_url),
             remaining,
-            s.n_trials,
+            settings.n_trials,
         )
         status = "FAILED"
         try:
@@ -138,13 +138,13 @@ class SweepCommand:
         # Imported only when used: MLflow takes seconds to import.
         from optuna_sweeper.mlflow_runs import SweepRuns
 
-        run, s = self.run, self.settings
+        run, settings = self.run, self.settings
         params = {
             "study": run.study_name,
             "storage": redact(run.storage_url),
-            "sampler": s.sampler._target_,
+            "sampler": settings.sampler._target_,
             "pruner": (pruner or {}).get("_target_", "none"),
-            "n_trials": s.n_trials,
+            "n_trials": settings.n_trials,
             "n_workers": run.n_workers,
             "directions": ",".join(run.directions),
             "objectives": ",".join(run.objectives),
@@ -152,7 +152,7 @@ class SweepCommand:
         params.update({f"space.{k}": describe(d) for k, d in self.space.distributions.items()})
         params.update({f"fixed.{override_key(k)}": v for k, v in self.space.fixed.items()})
         # A worker's trial runs nest under the sweep run of the command that started it.
-        return SweepRuns(tracking, run.study_name, params, parent_id=s.parent_run_id)
+        return SweepRuns(tracking, run.study_name, params, parent_id=settings.parent_run_id)
 
     def worker_overrides(self, loop: TrialLoop) -> Callable[[int], list[str]]:
         def overrides(number: int) -> list[str]:
