@@ -10,6 +10,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from optuna_sweeper.outcomes import Outcome, outcome_of
 from optuna_sweeper.storage import open_storage
 
 from .helpers import run_cli
@@ -36,7 +37,7 @@ def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tm
     assert result.returncode == 0
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
-    trained = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("rejected")]
+    trained = [t for t in study.trials if t.state.is_finished() and outcome_of(t) != Outcome.REJECTED]
     assert 3 <= len(trained) <= 4  # the worker may ask for the last trial at the same moment as the sweep
     assert next(tmp_path.glob("multirun/*/*/worker-1.log")).exists()
 
@@ -49,7 +50,7 @@ def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tm
     assert len(children) == len(study.trials)  # trained, pruned and rejected trials alike
     for run in children:
         trial = study.trials[int(run.data.tags["optuna_trial"])]
-        expected = "REJECTED" if trial.user_attrs.get("rejected") else trial.state.name
+        expected = outcome_of(trial).value
         assert run.data.tags["optuna_state"] == expected and run.data.tags["optuna_study"] == STUDY
         assert run.info.status == "FINISHED"
 

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_sweeper import config as sweeper_config
+from optuna_sweeper.outcomes import Attr, Outcome, outcome_of
 from optuna_sweeper.space import grid_of, parse_search_space, sample_overrides
 
 from .helpers import STUDY, by_state, launched, load, run_toy, start_toy, toy_command, trained_trials
@@ -99,7 +100,7 @@ def test_budget_rejection_pruning_warm_start_and_hook(tmp_path):
     assert not {t.number for t in rejected} & set(jobs), "a rejected trial must never reach a job"
     assert all(t.constraints["params_over_budget"] <= 0 for t in states["COMPLETE"])
     assert states.get("PRUNED"), "the median pruner should stop at least one poor trial"
-    assert all(t.user_attrs["epochs_run"] < 4 for t in states["PRUNED"])
+    assert all(t.user_attrs[Attr.EPOCHS_RUN] < 4 for t in states["PRUNED"])
     assert len(states["COMPLETE"]) + len(states["PRUNED"]) == 8  # rejected trials don't count towards n_trials
     # The hook's conditional param exists exactly for width 4.
     assert all(("epochs" in t.params) == (t.params["width"] == 4) for t in study.trials if "width" in t.params)
@@ -120,7 +121,7 @@ def test_resume_continues_numbering_and_redoes_an_interrupted_trial(tmp_path):
     slow.send_signal(signal.SIGINT)  # Ctrl-C while trial 1 trains
     assert slow.wait(timeout=60) != 0
     before = load(tmp_path)
-    interrupted = [t for t in before.trials if t.user_attrs.get("interrupted")]
+    interrupted = [t for t in before.trials if outcome_of(t) == Outcome.INTERRUPTED]
     assert [t.number for t in interrupted] == [1] and interrupted[0].state == TrialState.FAIL
     done_before = {t.number: t.params for t in before.trials if t.state == TrialState.COMPLETE}
 
@@ -129,7 +130,7 @@ def test_resume_continues_numbering_and_redoes_an_interrupted_trial(tmp_path):
     numbers = [t.number for t in after.trials]
     assert numbers == list(range(len(numbers)))  # numbering continues, nothing overwritten
     assert {t.number: t.params for t in after.trials if t.number in done_before} == done_before
-    retried = [t for t in after.trials if t.user_attrs.get("retry_of") == 1]
+    retried = [t for t in after.trials if t.user_attrs.get(Attr.RETRY_OF) == 1]
     assert len(retried) == 1 and retried[0].params == interrupted[0].params and retried[0].state.is_finished()
     finished = [t for t in after.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 4
@@ -149,7 +150,7 @@ def test_nan_fails_the_trial_and_the_sweep_goes_on_until_max_failure_rate(tmp_pa
     assert result.returncode == 0
     states = by_state(load(tmp_path))
     assert states["FAIL"] and states["COMPLETE"] and len(states["FAIL"]) + len(states["COMPLETE"]) == 6
-    assert all("diverged" in t.user_attrs["error"] for t in states["FAIL"])
+    assert all("diverged" in t.user_attrs[Attr.ERROR] for t in states["FAIL"])
 
     stopped = run_toy("hydra.sweeper.n_trials=40", "hydra.sweeper.max_failure_rate=0.05", *args, cwd=tmp_path)
     assert stopped.returncode == 2 and "max_failure_rate=0.05" in stopped.stderr
@@ -171,7 +172,7 @@ def test_multi_objective_writes_the_pareto_front(tmp_path):
     front = yaml.safe_load((sweep_dir / "pareto_front.yaml").read_text())
     assert front["objectives"] == ["val_acc", "n_params"] and front["front"]
     assert (sweep_dir / "pareto_front.png").stat().st_size > 1000
-    rejected_numbers = {t.number for t in study.trials if t.user_attrs.get("rejected")}
+    rejected_numbers = {t.number for t in study.trials if outcome_of(t) == Outcome.REJECTED}
     assert not rejected_numbers & {entry["trial"] for entry in front["front"]}
 
 
@@ -223,7 +224,7 @@ def test_n_workers_2_starts_a_worker_that_shares_the_study_and_the_sweep_dir(tmp
     trained = trained_trials(study)
     assert 8 <= len(trained) <= 9  # both may ask for the last trial at the same moment
     assert sorted(jobs) == sorted(t.number for t in trained)  # each trial trained exactly once
-    assert len({t.user_attrs["worker"] for t in trained}) == 2  # by two processes
+    assert len({t.user_attrs[Attr.WORKER] for t in trained}) == 2  # by two processes
     assert len({job["pid"] for job in jobs.values()}) == 2
     [sweep_dir] = (tmp_path / "multirun").glob("*/*")  # the worker's trials went to the same sweep dir
     assert sorted(int(p.name.removeprefix("trial_")) for p in sweep_dir.glob("trial_*")) == sorted(jobs)
@@ -244,10 +245,10 @@ def test_ctrl_c_stops_every_worker_and_requeues_their_trials(tmp_path):
     assert sweep.returncode != 0 and "this run" in output  # the summary still comes
     study = load(tmp_path)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
-    assert len({t.user_attrs["worker"] for t in interrupted}) == 2  # each process marked its own trial
-    assert len([t for t in study.trials if t.state == TrialState.WAITING and "retry_of" in t.user_attrs]) == 2
-    worker_pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in interrupted} - {sweep.pid}
+    interrupted = [t for t in study.trials if outcome_of(t) == Outcome.INTERRUPTED]
+    assert len({t.user_attrs[Attr.WORKER] for t in interrupted}) == 2  # each process marked its own trial
+    assert len([t for t in study.trials if t.state == TrialState.WAITING and Attr.RETRY_OF in t.user_attrs]) == 2
+    worker_pids = {int(t.user_attrs[Attr.WORKER].rsplit(":", 1)[1]) for t in interrupted} - {sweep.pid}
     assert worker_pids and all(gone(pid) for pid in worker_pids)
 
 
@@ -279,7 +280,7 @@ def test_a_failed_worker_is_reported_and_fails_the_command(tmp_path):
     assert f"Worker 1 exited with status 1: see {worker_log}" in result.stdout
     study = load(tmp_path)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert failed and all("broken on purpose" in t.user_attrs["error"] for t in failed)
+    assert failed and all("broken on purpose" in t.user_attrs[Attr.ERROR] for t in failed)
     assert 6 <= len(trained_trials(study)) + len(failed) <= 7  # the sweep itself went on to n_trials
 
 
