@@ -111,6 +111,10 @@ def validate(cfg: DictConfig) -> None:
             f"budget.max_params must be a positive number or null, got {cfg.budget.max_params}",
         ),
         (cfg.optimizer.get("lr", 1) > 0, f"optimizer.lr must be > 0, got {cfg.optimizer.get('lr')}"),
+        (
+            cfg.scheduler.get("interval") in ("batch", "epoch"),
+            f"scheduler.interval must be batch or epoch, got {cfg.scheduler.get('interval')!r}",
+        ),
     ]
     problems = [message for ok, message in checks if not ok]
     if problems:

@@ -99,7 +99,14 @@ def download(name: str, folder: Path) -> None:
 
 def read_file(path: Path, md5: str | None) -> torch.Tensor:
     if not path.exists():  # an extracted copy: torchvision publishes no checksum for it
-        return parse_idx(path.with_suffix("").read_bytes())
+        extracted = path.with_suffix("")
+        try:
+            return parse_idx(extracted.read_bytes())
+        except ValueError as exc:
+            raise DataError(
+                f"{extracted} is not a complete IDX file ({exc}): it may be truncated. Replace it with an intact "
+                f"copy, or put the original {path.name} beside it."
+            ) from exc
     if md5 is not None and (actual := calculate_md5(str(path))) != md5:
         raise DataError(
             f"{path} is corrupt: its md5 is {actual} but torchvision's published checksum is {md5}. "

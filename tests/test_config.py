@@ -106,6 +106,9 @@ def test_bad_constructor_value_becomes_a_user_error():
         (["model.dropout=1.0"], "model.dropout must be in [0, 1)"),
         (["budget.max_params=5000"], "over budget.max_params=5,000"),
         (["dataset.root=/nonexistent", "dataset.download=false"], "files not found"),
+        (["scheduler.interval=week"], "scheduler.interval must be batch or epoch"),
+        (["hydra.run.dir=/proc/no/such/dir"], "hydra.run.dir=/proc/no/such/dir cannot be created"),
+        (["-m", "hydra.sweep.dir=/proc/no/such/dir", "seed=1,2"], "hydra.sweep.dir=/proc/no/such/dir cannot be"),
     ],
 )
 def test_cli_refuses_bad_input_in_one_paragraph(tmp_path, args, expected):
@@ -113,6 +116,7 @@ def test_cli_refuses_bad_input_in_one_paragraph(tmp_path, args, expected):
     assert done.returncode == 2
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("mnist_sweep: error:")]
     assert len(error_lines) == 1 and expected in error_lines[0]
+    assert "Traceback" not in done.stderr and not (tmp_path / "mlflow.db").exists()  # nothing recorded
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "mlflow.db").exists()  # refused before any MLflow run was made
 

@@ -68,6 +68,16 @@ def test_extracted_files_are_read_too(tmp_path):
     assert len(load_split("mnist", locate("mnist", str(tmp_path), allow_download=False), "test")) == 20
 
 
+def test_a_truncated_extracted_file_is_a_user_error(tmp_path):
+    write_fake_dataset(tmp_path)
+    for gz in tmp_path.glob("*.gz"):
+        raw = gzip.decompress(gz.read_bytes())
+        gz.with_suffix("").write_bytes(raw[: len(raw) // 2] if gz.name.startswith("t10k-images") else raw)
+        gz.unlink()
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is not a complete IDX file"):
+        load_split("mnist", locate("mnist", str(tmp_path), allow_download=False), "test")
+
+
 def test_corrupt_file_fails_its_md5_check(tmp_path):
     checksums = write_fake_dataset(tmp_path)
     path = tmp_path / SPLIT_FILES["train"][0]

@@ -238,11 +238,14 @@ def test_n_workers_2_starts_a_worker_that_shares_the_study_and_the_sweep_dir(tmp
 @pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_requeues_their_trials(tmp_path):
     toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2", "epoch_seconds=5.0", "width=4"]
-    sweep = start_toy(*toy, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    sweep = start_toy(
+        *toy, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_for(lambda: len(training_pids(tmp_path)) == 2)  # both processes are training
     os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
-    output, _ = sweep.communicate(timeout=90)
-    assert sweep.returncode != 0 and "this run" in output  # the summary still comes
+    output, errors = sweep.communicate(timeout=90)
+    assert sweep.returncode == 130 and "this run" in output  # the summary still comes
+    assert "Interrupted. Re-run the same command" in output and "Traceback" not in output + errors
     study = load(tmp_path)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     interrupted = [t for t in study.trials if outcome_of(t) == Outcome.INTERRUPTED]

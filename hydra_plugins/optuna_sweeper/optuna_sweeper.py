@@ -39,6 +39,9 @@ class OptunaSweeper(Sweeper):
         except SweepError as exc:
             print(f"optuna sweeper: error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a trial: its trials were queued again, no traceback
+            print("optuna sweeper: interrupted; re-run the same command to continue.", file=sys.stderr, flush=True)
+            sys.exit(130)
 
 
 def app_name(task_function: TaskFunction, config: DictConfig) -> str:
