@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_sweep import report
 from mnist_sweep.data import Data
 from mnist_sweep.engine import EpochMetrics, FitResult
+from mnist_sweep.errors import UserError
 
 log = logging.getLogger(__name__)
 # MLflow 3 opens an experiment without this tag on its GenAI overview; with it, on the runs table.
@@ -62,6 +65,25 @@ def is_trial_pruned(exc: BaseException) -> bool:
     # if Optuna was imported by someone (the sweep trial's reporter).
     optuna = sys.modules.get("optuna")
     return optuna is not None and isinstance(exc, optuna.TrialPruned)
+
+
+SERVER_TIMEOUT_S = 5  # MLflow's own client retries an absent server for minutes before it says anything
+
+
+def check_server(cfg: DictConfig) -> None:
+    """An http(s) tracking server must answer before any data is read; any HTTP reply counts as an answer."""
+    uri = cfg.tracking.tracking_uri or mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S)
+        except urllib.error.HTTPError:
+            pass
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"The MLflow tracking server at {uri} does not answer ({getattr(exc, 'reason', exc)}). Start it "
+                "(mlflow server --host ... --port ...), fix tracking.tracking_uri (or MLFLOW_TRACKING_URI), or leave "
+                "it unset to log to sqlite:///mlflow.db in the launch directory."
+            ) from None
 
 
 def use_experiment(cfg: DictConfig) -> None:

@@ -96,6 +96,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     n_params = count_parameters(model)
     check_budget(cfg.model.name, n_params, cfg.budget.max_params)  # before any data is touched
     device = resolve_device(cfg.trainer.device)
+    tracking.check_server(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     data = load_data(cfg.dataset, device)
     model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)

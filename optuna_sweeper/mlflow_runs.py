@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from hydra.core.override_parser.types import Transformer
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
+from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.outcomes import Outcome
 from optuna_sweeper.space import override_key
 
@@ -23,10 +26,29 @@ log = logging.getLogger(__name__)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def tracking_uri(tracking_cfg: Any) -> str:
+    return tracking_cfg.get("tracking_uri") or mlflow.get_tracking_uri()
+
+
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """An http(s) tracking server must answer within seconds (MLflow's client retries for minutes); any HTTP reply
+    counts as an answer."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+        except urllib.error.HTTPError:
+            pass
+        except (OSError, ValueError) as exc:
+            raise SweepError(
+                f"The MLflow tracking server at {uri} does not answer ({getattr(exc, 'reason', exc)}). Start it, "
+                "or fix tracking.tracking_uri; nothing was recorded."
+            ) from None
+
+
 class SweepRuns:
     def __init__(self, tracking_cfg: Any, study_name: str, params: dict[str, str], parent_id: str | None) -> None:
         """parent_id: the sweep run to join (a worker started by the sweeper); None creates one."""
-        self.uri = tracking_cfg.get("tracking_uri") or mlflow.get_tracking_uri()
+        self.uri = tracking_uri(tracking_cfg)
         self.study_name = study_name
         self.client, self.experiment_id = self.connect(tracking_cfg.get("experiment") or "Default")
         if parent_id:
@@ -48,9 +70,9 @@ class SweepRuns:
                 if found is None:
                     return client, client.create_experiment(experiment, tags=EXPERIMENT_KIND)
                 return client, found.experiment_id
-            except Exception:
+            except Exception as exc:
                 if attempt == attempts - 1:
-                    raise
+                    raise SweepError(f"Cannot use the MLflow store {self.uri}: {one_line(exc)}") from None
                 log.info("MLflow store %s not ready (another worker is creating it?); retrying", self.uri)
                 time.sleep(2 + attempt)
         raise AssertionError("unreachable")

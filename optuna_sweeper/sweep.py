@@ -76,6 +76,10 @@ class SweepCommand:
             for note in run.notes:
                 log.warning(note)
         self.probe_config()  # a typo in a key fails here, before anything is recorded
+        if self.mlflow_on():
+            from optuna_sweeper.mlflow_runs import check_server, tracking_uri  # MLflow takes seconds to import
+
+            check_server(tracking_uri(self.config.tracking))
         study = open_study(run, settings.sampler, self.space)
         # Loaded after the cheap checks: the app's functions may import a deep-learning framework.
         counter = load_callable(settings.param_counter, "param_counter")
@@ -132,10 +136,8 @@ class SweepCommand:
         self.compose([f"{k}={v}" for k, v in self.space.fixed.items()] + probe, what="the search space")
 
     def start_mlflow(self, pruner: dict | None):
-        tracking = self.config.get("tracking")
-        if not self.settings.mlflow or tracking is None:
+        if not self.mlflow_on():
             return None
-        # Imported only when used: MLflow takes seconds to import.
         from optuna_sweeper.mlflow_runs import SweepRuns
 
         run, settings = self.run, self.settings
@@ -152,7 +154,11 @@ class SweepCommand:
         params.update({f"space.{k}": describe(d) for k, d in self.space.distributions.items()})
         params.update({f"fixed.{override_key(k)}": v for k, v in self.space.fixed.items()})
         # A worker's trial runs nest under the sweep run of the command that started it.
-        return SweepRuns(tracking, run.study_name, params, parent_id=settings.parent_run_id)
+        return SweepRuns(self.config.tracking, run.study_name, params, parent_id=settings.parent_run_id)
+
+    def mlflow_on(self) -> bool:
+        """A parent run per sweep and a child run per trial, when asked for and the app has a `tracking` node."""
+        return bool(self.settings.mlflow) and self.config.get("tracking") is not None
 
     def worker_overrides(self, loop: TrialLoop) -> Callable[[int], list[str]]:
         def overrides(number: int) -> list[str]:

@@ -107,6 +107,7 @@ def test_bad_constructor_value_becomes_a_user_error():
         (["budget.max_params=5000"], "over budget.max_params=5,000"),
         (["dataset.root=/nonexistent", "dataset.download=false"], "files not found"),
         (["scheduler.interval=week"], "scheduler.interval must be batch or epoch"),
+        (["tracking.tracking_uri=http://127.0.0.1:9"], "tracking server at http://127.0.0.1:9 does not answer"),
         (["hydra.run.dir=/proc/no/such/dir"], "hydra.run.dir=/proc/no/such/dir cannot be created"),
         (["-m", "hydra.sweep.dir=/proc/no/such/dir", "seed=1,2"], "hydra.sweep.dir=/proc/no/such/dir cannot be"),
     ],

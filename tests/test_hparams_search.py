@@ -96,3 +96,10 @@ def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
     assert [set(t.params) for t in study.trials] == [{"optimizer.lr", "trainer.batch_size"}]
     assert len(children) == 1 and children[0].info.status == "FINISHED"
+
+
+def test_a_sweep_against_an_absent_tracking_server_stops_at_once_and_records_nothing(tmp_path):
+    result = run_cli("-m", "hydra/sweeper=optuna", "tracking.tracking_uri=http://127.0.0.1:9", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "tracking server at http://127.0.0.1:9 does not answer" in result.stderr
+    assert not (tmp_path / "optuna_journal.log").exists()
