@@ -303,3 +303,25 @@ def test_bad_inputs_exit_nonzero_with_a_clear_message_and_lose_nothing(tmp_path)
         result = run_toy("hydra.sweeper.n_trials=4", override, cwd=tmp_path)
         assert result.returncode != 0 and message in result.stderr, override
     assert len(load(tmp_path).trials) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("installed", ["hydra-optuna-sweeper", "optuna 2"])
+def test_a_competing_plugin_or_an_old_optuna_is_named_before_anything_runs(tmp_path, installed):
+    site = tmp_path / "site"
+    if installed == "hydra-optuna-sweeper":  # what that package installs: a second plugin in hydra_plugins
+        (site / "hydra_plugins" / "hydra_optuna_sweeper").mkdir(parents=True)
+        (site / "hydra_plugins" / "hydra_optuna_sweeper" / "__init__.py").write_text("")
+        expected = "pip uninstall -y hydra-optuna-sweeper"
+    else:  # the metadata of an older Optuna found first on the path
+        (site / "optuna-2.10.1.dist-info").mkdir(parents=True)
+        (site / "optuna-2.10.1.dist-info" / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: optuna\nVersion: 2.10.1\n"
+        )
+        expected = "needs Optuna 5, but optuna 2.10.1 is installed"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run(
+        toy_command("hydra.sweeper.n_trials=2"), cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "optuna_journal.log").exists() and not (tmp_path / "jobs").exists()

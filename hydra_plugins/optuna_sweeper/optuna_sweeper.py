@@ -3,6 +3,8 @@ and Optuna with it, is imported only in `sweep()`, as Hydra's own Optuna sweeper
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import sys
 from typing import Any
 
@@ -14,6 +16,29 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.optuna_sweeper.config import register
 
 register()
+
+COMPETITOR = "hydra_plugins.hydra_optuna_sweeper"  # the released hydra-optuna-sweeper (pins optuna<3)
+
+
+def environment_problem() -> str | None:
+    """What in this environment keeps the sweeper from working, in one paragraph; read without importing Optuna."""
+    try:
+        optuna_version = importlib.metadata.version("optuna")
+    except importlib.metadata.PackageNotFoundError:
+        optuna_version = "none"
+    if importlib.util.find_spec(COMPETITOR) is not None:
+        return (
+            "The released hydra-optuna-sweeper is installed next to this project: it registers a second "
+            f"hydra/sweeper=optuna and pins optuna<3 (optuna {optuna_version} is installed now). Remove it and "
+            "restore Optuna 5: pip uninstall -y hydra-optuna-sweeper && pip install 'optuna>=5,<6'."
+        )
+    if not optuna_version.split(".")[0].isdigit() or int(optuna_version.split(".")[0]) < 5:
+        return f"This sweeper needs Optuna 5, but optuna {optuna_version} is installed: pip install 'optuna>=5,<6'."
+    return None
+
+
+if importlib.util.find_spec(COMPETITOR) is not None:  # said at every start: that plugin may win hydra/sweeper=optuna
+    print(f"optuna sweeper: warning: {environment_problem()}", file=sys.stderr, flush=True)
 
 
 class OptunaSweeper(Sweeper):
@@ -28,6 +53,9 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> list[Any]:
+        if problem := environment_problem():
+            print(f"optuna sweeper: error: {problem}", file=sys.stderr, flush=True)
+            sys.exit(2)
         from optuna_sweeper.errors import SweepError
         from optuna_sweeper.sweep import SweepCommand
 
