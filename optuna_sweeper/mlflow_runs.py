@@ -114,6 +114,16 @@ class SweepRuns:
             self.client.set_tag(run.info.run_id, "optuna_rejected", "false")
             self.client.set_tag(run.info.run_id, "optuna_pruned", str(outcome == Outcome.PRUNED).lower())
 
+    def end_lost_run(self, trial_number: int) -> None:
+        """A trial whose worker died hard left its run RUNNING, under whichever sweep run started it: end it KILLED."""
+        query = (
+            f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}' "
+            "and attributes.status = 'RUNNING'"
+        )
+        for run in self.client.search_runs([self.experiment_id], query, max_results=5):
+            self.client.set_tag(run.info.run_id, "optuna_state", Outcome.INTERRUPTED.value)
+            self.client.set_terminated(run.info.run_id, "KILLED")
+
     def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
         for key, value in metrics.items():
             self.client.log_metric(self.parent_id, key, value)

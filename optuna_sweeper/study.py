@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -87,14 +88,18 @@ def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial)
     study.enqueue_trial(trial.params, user_attrs={Attr.RETRY_OF: trial.number})
 
 
-def recover_dead_trials(study: optuna.Study) -> None:
+def recover_dead_trials(study: optuna.Study) -> list[int]:
     """A worker killed hard (kill -9, a closed terminal) leaves RUNNING trials; on this host we can tell whether
-    their process is gone, and queue them again. Trials of live workers are left alone."""
+    their process is gone, and queue them again. Trials of live workers are left alone. Returns the numbers of the
+    trials recovered."""
+    recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = pid_on_this_host(trial.user_attrs.get(Attr.WORKER, ""))
         if pid is not None and not process_alive(pid):
             log.warning("trial %d was left running by a dead worker (pid %s): queued again", trial.number, pid)
             requeue(study, trial)
+            recovered.append(trial.number)
+    return recovered
 
 
 def process_alive(pid: int) -> bool:
@@ -104,7 +109,10 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie has exited, only its parent (e.g. this sweep, for its own worker) has not reaped it yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: the signal test above is all we know
 
 
 def grid_exhausted(study: optuna.Study) -> bool:

@@ -5,6 +5,7 @@ the same code with hydra.sweeper.worker_id > 0 and leaves the summary to the com
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from optuna_sweeper.publish import best_trial, publish
 from optuna_sweeper.settings import Resolved, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, describe, first_value, override_key, override_text, parse_search_space
 from optuna_sweeper.storage import redact
-from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, recover_dead_trials
+from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config
 from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
-from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts
+from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, stop_when_orphaned
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ class SweepCommand:
             custom_space=load_callable(settings.custom_search_space, "custom_search_space"),
         )
         export = self.exporter(load_callable(settings.exporter, "exporter"))
-        recover_dead_trials(study)
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
             enqueue_warm_start(study, settings.warm_start, self.space)
         loop.runs = self.start_mlflow(loop.pruner)
@@ -113,6 +113,8 @@ class SweepCommand:
         try:
             if run.n_workers > 1 and not run.is_worker:
                 self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))
+            if run.is_worker:
+                stop_when_orphaned(os.getppid())
             loop.run_until_done()
             status = "FINISHED"
             self.workers.wait()  # the summary and the exported best trial cover their trials too

@@ -23,7 +23,7 @@ from optuna_sweeper.optuna_api import job_outcome, trial_id
 from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
 from optuna_sweeper.settings import Resolved, worker_name
 from optuna_sweeper.space import SearchSpace, sample_overrides
-from optuna_sweeper.study import grid_exhausted, requeue
+from optuna_sweeper.study import grid_exhausted, recover_dead_trials, requeue
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,11 @@ class TrialLoop:
         return count(self.study.get_trials(deepcopy=False)).counted
 
     def run_until_done(self) -> None:
-        while (remaining := self.n_trials - self.counted()) > 0:
+        while True:
+            self.recover_dead_workers()
+            remaining = self.n_trials - self.counted()
+            if remaining <= 0:
+                return
             if grid_exhausted(self.study):
                 log.info("The grid is exhausted: every combination has been tried.")
                 return
@@ -69,6 +73,13 @@ class TrialLoop:
             if batch:
                 self.launch(batch)
             self.check_failures()
+
+    def recover_dead_workers(self) -> None:
+        """Queue again the trials of workers that died on this host (checked before every batch, so a live sweep
+        redoes them itself), and end their MLflow runs KILLED."""
+        for number in recover_dead_trials(self.study):
+            if self.runs:
+                self.runs.end_lost_run(number)
 
     # ------------------------------------------------------------ before launch
     def ask(self) -> PendingTrial | None:

@@ -137,6 +137,19 @@ def this_command(replacing: set[str]) -> list[str]:
     return [sys.executable, *entry, *(arg for arg in sys.argv[1:] if override_key(arg) not in replacing)]
 
 
+def stop_when_orphaned(parent_pid: int, poll_s: float = 1.0) -> None:
+    """A worker whose sweep command is gone (kill -9, a crash) stops as on Ctrl-C, so its trial is queued again
+    instead of running on unwatched. Polled: Python has no portable parent-death signal."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        log.warning("The sweep command (pid %d) is gone: stopping this worker.", parent_pid)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def ignore_further_interrupts() -> None:
     """A worker's clean-up after Ctrl-C must not be cut short by the sweeper passing the interrupt on."""
     if threading.current_thread() is threading.main_thread():

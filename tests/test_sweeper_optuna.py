@@ -325,3 +325,38 @@ def test_a_competing_plugin_or_an_old_optuna_is_named_before_anything_runs(tmp_p
     )
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "optuna_journal.log").exists() and not (tmp_path / "jobs").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_is_noticed_by_the_live_sweep_which_redoes_its_trial(tmp_path):
+    toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=4", "epochs=2", "epoch_seconds=2.0", "width=4"]
+    sweep = start_toy(*toy, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(training_pids(tmp_path)) == 2)
+    [worker_pid] = training_pids(tmp_path) - {sweep.pid}
+    os.kill(worker_pid, signal.SIGKILL)  # mid-trial: its trial is left RUNNING
+    assert sweep.wait(timeout=120) == 2  # the dead worker is reported as failed...
+    study = load(tmp_path)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]  # ...but no trial was left behind
+    lost = [t for t in study.trials if outcome_of(t) == Outcome.INTERRUPTED]
+    assert len(lost) == 1 and lost[0].user_attrs[Attr.WORKER].endswith(f":{worker_pid}")
+    redone = [t for t in study.trials if t.user_attrs.get(Attr.RETRY_OF) == lost[0].number]
+    assert len(redone) == 1 and redone[0].state.is_finished()  # redone by the live command itself
+    assert 4 <= len(trained_trials(study)) <= 5
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_sweep_command_stops_its_workers_who_requeue_their_trial(tmp_path):
+    toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2", "epoch_seconds=5.0", "width=4"]
+    sweep = start_toy(*toy, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(training_pids(tmp_path)) == 2)
+    [worker_pid] = training_pids(tmp_path) - {sweep.pid}
+    sweep.kill()
+    sweep.wait(timeout=10)
+    wait_for(lambda: gone(worker_pid), timeout=30)
+    study = load(tmp_path)
+    [requeued] = [t for t in study.trials if outcome_of(t) == Outcome.INTERRUPTED]
+    assert requeued.user_attrs[Attr.WORKER].endswith(f":{worker_pid}")
+    # The command's own trial was killed with it; the next run on this host recovers it.
+    assert run_toy(*toy[1:], "hydra.sweeper.n_workers=1", "epoch_seconds=0", cwd=tmp_path).returncode == 0
+    after = load(tmp_path)
+    assert not [t for t in after.trials if t.state == TrialState.RUNNING] and len(trained_trials(after)) == 6

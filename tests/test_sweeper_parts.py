@@ -248,3 +248,21 @@ def test_override_helpers():
 def test_one_line_folds_a_message_into_a_sentence():
     assert one_line(ValueError("bad\n   thing")) == "bad thing."
     assert one_line(ValueError("done.")) == "done." and one_line(ValueError()) == "ValueError."
+
+
+def test_the_mlflow_run_of_a_trial_lost_with_its_worker_is_ended_killed(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from optuna_sweeper.mlflow_runs import SweepRuns
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = SweepRuns(OmegaConf.create({"tracking_uri": uri, "experiment": "e"}), "s", {"study": "s"}, parent_id=None)
+    client = MlflowClient(uri)
+    # Started under an earlier sweep command's run, by a worker that was then killed with -9.
+    tags = {"optuna_study": "s", "optuna_trial": "3", "mlflow.parentRunId": "an-earlier-sweep"}
+    lost = client.create_run(runs.experiment_id, tags=tags)
+    other = client.create_run(runs.experiment_id, tags={**tags, "optuna_trial": "4"})
+    runs.end_lost_run(3)
+    assert client.get_run(lost.info.run_id).info.status == "KILLED"
+    assert client.get_run(lost.info.run_id).data.tags["optuna_state"] == "INTERRUPTED"
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"
