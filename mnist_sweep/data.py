@@ -15,13 +15,32 @@ from pathlib import Path
 
 import torch
 import torchvision.datasets as tvd
-from torchvision.datasets.utils import calculate_md5, download_url
+from torchvision.datasets.utils import download_url
 
 from mnist_sweep.errors import DataError
 
 log = logging.getLogger(__name__)
 
 DATASETS: dict[str, type[tvd.MNIST]] = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}
+# sha256 of each file's decompressed IDX bytes, so that a recompressed or extracted copy of the same data is
+# accepted and a different file refused. MNIST: computed from the canonical files (../shared/data, md5-verified
+# against torchvision's list). Fashion-MNIST: computed from Debian's dataset-fashion-mnist files; their labels
+# decompress to exactly the canonical label files of the Fashion-MNIST repository (md5-verified), and the image files
+# have the canonical sizes (the canonical image .gz files could not be fetched here to compare byte for byte).
+CONTENT_SHA256: dict[str, dict[str, str]] = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte.gz": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte.gz": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte.gz": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -97,32 +116,58 @@ def download(name: str, folder: Path) -> None:
             raise OSError("; ".join(errors))
 
 
-def read_file(path: Path, md5: str | None) -> torch.Tensor:
-    if not path.exists():  # an extracted copy: torchvision publishes no checksum for it
-        extracted = path.with_suffix("")
+def read_file(path: Path, md5: str | None, content_sha256: str | None) -> torch.Tensor:
+    """A .gz whose md5 is torchvision's is taken as it is. Any other copy (a recompressed .gz, such as Debian's
+    Fashion-MNIST, or an extracted file) is judged by its content: the sha256 of the decompressed IDX bytes."""
+    mismatch = ""
+    if path.exists():
+        raw = path.read_bytes()
+        if md5 is not None and (actual_md5 := hashlib.md5(raw).hexdigest()) == md5:
+            return parse_idx(gzip.decompress(raw))
+        if md5 is not None:
+            mismatch = f"its md5 is {actual_md5}, not torchvision's {md5}"
         try:
-            return parse_idx(extracted.read_bytes())
-        except ValueError as exc:
+            where, content = path, gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
             raise DataError(
-                f"{extracted} is not a complete IDX file ({exc}): it may be truncated. Replace it with an intact "
-                f"copy, or put the original {path.name} beside it."
+                f"{path} is corrupt: it could not be decompressed ({exc}){'; ' + mismatch if mismatch else ''}. "
+                "Delete it and run again with dataset.download=true, or copy an intact file there."
             ) from exc
-    if md5 is not None and (actual := calculate_md5(str(path))) != md5:
-        raise DataError(
-            f"{path} is corrupt: its md5 is {actual} but torchvision's published checksum is {md5}. "
-            "Delete it and run again with dataset.download=true, or copy an intact file there."
-        )
+    else:  # an extracted copy beside where the .gz would be
+        where = path.with_suffix("")
+        content = where.read_bytes()
     try:
-        return parse_idx(gzip.decompress(path.read_bytes()))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} could not be read as a gzipped IDX file ({exc}).") from exc
+        array = parse_idx(content)
+    except ValueError as exc:
+        raise DataError(
+            f"{where} is not a complete IDX file ({exc}): it may be truncated. Replace it with an intact copy, or put "
+            f"the original {path.name} beside it."
+        ) from exc
+    actual = hashlib.sha256(content).hexdigest() if content_sha256 is not None else None
+    if actual != content_sha256 or (mismatch and content_sha256 is None):
+        found = "; ".join(
+            filter(None, [mismatch, actual and f"the sha256 of its IDX content is {actual}, not {content_sha256}"])
+        )
+        raise DataError(
+            f"{where} is corrupt or not the canonical file: {found}. Delete it and run again with "
+            "dataset.download=true, or copy an intact file there."
+        )
+    return array
 
 
-def load_split(name: str, folder: Path, split: str, checksums: dict[str, str] | None = None) -> Split:
+def load_split(
+    name: str,
+    folder: Path,
+    split: str,
+    checksums: dict[str, str] | None = None,
+    contents: dict[str, str] | None = None,
+) -> Split:
+    """checksums: file -> md5 of the .gz (torchvision's by default); contents: file -> sha256 of its IDX bytes."""
     checksums = dict(DATASETS[name].resources) if checksums is None else checksums
+    contents = CONTENT_SHA256[name] if contents is None else contents
     images_file, labels_file = SPLIT_FILES[split]
-    images = read_file(folder / images_file, checksums.get(images_file))
-    labels = read_file(folder / labels_file, checksums.get(labels_file))
+    images = read_file(folder / images_file, checksums.get(images_file), contents.get(images_file))
+    labels = read_file(folder / labels_file, checksums.get(labels_file), contents.get(labels_file))
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels in the {split} split.")
     return Split(images.unsqueeze(1).contiguous(), labels.long())

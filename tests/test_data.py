@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,8 @@ def test_extracted_files_are_read_too(tmp_path):
     for gz in tmp_path.glob("*.gz"):
         gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
         gz.unlink()
-    assert len(load_split("mnist", locate("mnist", str(tmp_path), allow_download=False), "test")) == 20
+    folder = locate("mnist", str(tmp_path), allow_download=False)
+    assert len(load_split("mnist", folder, "test", contents={})) == 20  # fake data: no content checksum to hold
 
 
 def test_a_truncated_extracted_file_is_a_user_error(tmp_path):
@@ -82,8 +84,8 @@ def test_corrupt_file_fails_its_md5_check(tmp_path):
     checksums = write_fake_dataset(tmp_path)
     path = tmp_path / SPLIT_FILES["train"][0]
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(DataError, match=r"corrupt: its md5 is [0-9a-f]{32} but .* published checksum"):
-        load_split("mnist", tmp_path, "train", checksums)
+    with pytest.raises(DataError, match=r"is corrupt: .*its md5 is [0-9a-f]{32}, not torchvision's"):
+        load_split("mnist", tmp_path, "train", checksums, contents={})
 
 
 def test_real_checksums_reject_fake_files(tmp_path):
@@ -125,3 +127,30 @@ def test_bad_split_sizes_are_user_errors(val_size, limit):
     full = Split(torch.zeros(100, 1, 1, 1, dtype=torch.uint8), torch.arange(100))
     with pytest.raises(DataError):
         split_train_val(full, val_size, 0, limit)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_real_files_are_verified_by_content_so_a_recompressed_copy_passes_and_a_changed_one_fails(
+    tmp_path, dataset, mnist_root
+):
+    """The canonical MNIST files, and Debian's recompressed Fashion-MNIST (apt-get install dataset-fashion-mnist)."""
+    source = Path(mnist_root) / "MNIST" / "raw" if dataset == "mnist" else Path("/usr/share/datasets/fashion-mnist")
+    if not source.exists():
+        message = f"{source} is missing: apt-get install dataset-fashion-mnist"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    name = "t10k-labels-idx1-ubyte.gz"
+    content = gzip.decompress((source / name).read_bytes())
+    for label, data, expected in [
+        ("as shipped", (source / name).read_bytes(), None),
+        ("recompressed", gzip.compress(content, compresslevel=1, mtime=0), None),
+        ("one label changed", gzip.compress(content[:-1] + bytes([(content[-1] + 1) % 10]), mtime=0), "sha256"),
+    ]:
+        folder = tmp_path / label.replace(" ", "_")
+        folder.mkdir()
+        for other in SPLIT_FILES["test"]:
+            (folder / other).write_bytes(data if other == name else (source / other).read_bytes())
+        if expected:
+            with pytest.raises(DataError, match=f"not the canonical file: .*{expected}"):
+                load_split(dataset, folder, "test")
+        else:
+            assert len(load_split(dataset, folder, "test")) == 10_000, label
