@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_sweep.config import register_configs
+from mnist_sweep.config import register_configs, validate
 from mnist_sweep.errors import UserError
 
 register_configs()
@@ -23,6 +23,7 @@ register_configs()
 def main(cfg: DictConfig) -> dict[str, float]:
     hydra_cfg = HydraConfig.get()
     try:
+        validate(cfg)  # before torch is imported: a bad value answers in a second
         from mnist_sweep.train import train
         from mnist_sweep.trial import epoch_hook
 

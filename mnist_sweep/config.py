@@ -99,6 +99,7 @@ def validate(cfg: DictConfig) -> None:
         (t.l1_weight >= 0, f"trainer.l1_weight must be >= 0, got {t.l1_weight}"),
         (t.grad_clip is None or t.grad_clip > 0, f"trainer.grad_clip must be > 0 or null, got {t.grad_clip}"),
         (t.patience is None or t.patience >= 1, f"trainer.patience must be >= 1 or null, got {t.patience}"),
+        (t.num_threads is None or t.num_threads >= 1, f"trainer.num_threads must be >= 1 or null, got {t.num_threads}"),
         (
             t.device in ("auto", "cpu") or t.device.startswith(("cuda", "mps")),
             f"trainer.device must be auto, cpu, cuda[:N] or mps, got {t.device!r}",
