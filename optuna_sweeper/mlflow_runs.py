@@ -9,6 +9,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,30 @@ def check_server(uri: str, timeout_s: float = 5.0) -> None:
             ) from None
 
 
+FINAL_STATUS = {Outcome.INTERRUPTED: "KILLED", Outcome.FAIL: "FAILED"}  # a run of its own: FINISHED otherwise
+
+
+def state_tags(outcome: Outcome) -> dict[str, str]:
+    return {
+        "optuna_state": outcome.value,
+        "optuna_rejected": str(outcome == Outcome.REJECTED).lower(),
+        "optuna_pruned": str(outcome == Outcome.PRUNED).lower(),
+    }
+
+
 class SweepRuns:
-    def __init__(self, tracking_cfg: Any, study_name: str, params: dict[str, str], parent_id: str | None) -> None:
-        """parent_id: the sweep run to join (a worker started by the sweeper); None creates one."""
+    def __init__(
+        self, tracking_cfg: Any, study_name: str, params: dict[str, str], parent_id: str | None, sweep_id: str = ""
+    ) -> None:
+        """parent_id: the sweep run to join (a worker started by the sweeper); None creates one, tagged with the
+        sweep command's id (host:pid) so that a later command can tell whether it is still alive."""
         self.uri = tracking_uri(tracking_cfg)
         self.study_name = study_name
         self.client, self.experiment_id = self.connect(tracking_cfg.get("experiment") or "Default")
         if parent_id:
             self.parent_id = parent_id
             return
-        tags = {"optuna_study": study_name, "optuna_role": "sweep"}
+        tags = {"optuna_study": study_name, "optuna_role": "sweep", "optuna_sweep_id": sweep_id}
         self.parent = self.client.create_run(self.experiment_id, run_name=f"sweep-{study_name}", tags=tags)
         self.parent_id = self.parent.info.run_id
         # One request for all params (MLflow caps a value at 6000 characters).
@@ -87,15 +102,16 @@ class SweepRuns:
             f"++tracking.tags.optuna_trial={trial_number}",
         ]
 
-    def log_rejected(self, trial_number: int, overrides: list[str], n_params: int, max_params: int) -> None:
-        tags = {
+    def trial_tags(self, trial_number: int, outcome: Outcome) -> dict[str, str]:
+        return {
             "mlflow.parentRunId": self.parent_id,
             "optuna_study": self.study_name,
             "optuna_trial": str(trial_number),
-            "optuna_state": Outcome.REJECTED.value,
-            "optuna_rejected": "true",
-            "optuna_pruned": "false",
+            **state_tags(outcome),
         }
+
+    def log_rejected(self, trial_number: int, overrides: list[str], n_params: int, max_params: int) -> None:
+        tags = self.trial_tags(trial_number, Outcome.REJECTED)
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}-rejected", tags=tags)
         params = {override_key(o): o.partition("=")[2][:6000] for o in overrides}
         self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
@@ -104,25 +120,34 @@ class SweepRuns:
         self.client.set_terminated(run.info.run_id, "FINISHED")
 
     def mark_trial(self, trial_number: int, outcome: Outcome) -> None:
-        """Stamp the job's child run (found by its tags, so it works whichever process ran it)."""
-        query = (
-            f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}' "
-            f"and tags.`mlflow.parentRunId` = '{self.parent_id}'"
-        )
-        for run in self.client.search_runs([self.experiment_id], query, max_results=5):
-            self.client.set_tag(run.info.run_id, "optuna_state", outcome.value)
-            self.client.set_tag(run.info.run_id, "optuna_rejected", "false")
-            self.client.set_tag(run.info.run_id, "optuna_pruned", str(outcome == Outcome.PRUNED).lower())
+        """Every trial ends with exactly one MLflow run in a final state. The job's run (found by its tags, whichever
+        process or sweep command ran it) gets the trial's state, and ends KILLED if it is still RUNNING (its worker
+        died); a trial that never reached a job (its model could not be built, or it was interrupted or surplus
+        before launch) gets a run of its own."""
+        query = f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}'"
+        runs = self.client.search_runs([self.experiment_id], query, max_results=5)
+        if not runs:
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"trial-{trial_number}", tags=self.trial_tags(trial_number, outcome)
+            )
+            self.client.set_terminated(run.info.run_id, FINAL_STATUS.get(outcome, "FINISHED"))
+            return
+        for run in runs:
+            for key, value in state_tags(outcome).items():
+                self.client.set_tag(run.info.run_id, key, value)
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
-    def end_lost_run(self, trial_number: int) -> None:
-        """A trial whose worker died hard left its run RUNNING, under whichever sweep run started it: end it KILLED."""
+    def end_dead_sweeps(self, is_dead: Callable[[str], bool]) -> None:
+        """The sweep runs of earlier commands of this study that were killed hard (kill -9) end KILLED."""
         query = (
-            f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}' "
-            "and attributes.status = 'RUNNING'"
+            f"tags.optuna_role = 'sweep' and tags.optuna_study = '{self.study_name}' and attributes.status = 'RUNNING'"
         )
-        for run in self.client.search_runs([self.experiment_id], query, max_results=5):
-            self.client.set_tag(run.info.run_id, "optuna_state", Outcome.INTERRUPTED.value)
-            self.client.set_terminated(run.info.run_id, "KILLED")
+        for run in self.client.search_runs([self.experiment_id], query, max_results=100):
+            command = run.data.tags.get("optuna_sweep_id", "")
+            if run.info.run_id != self.parent_id and is_dead(command):
+                log.warning("The sweep run of command %s, which is gone, is marked KILLED.", command)
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
     def finish(self, status: str, metrics: dict[str, float], artifacts: list[Path]) -> None:
         for key, value in metrics.items():

@@ -21,6 +21,7 @@ class Outcome(str, Enum):
     REJECTED = "REJECTED"  # over the parameter budget: told to Optuna as infeasible, never trained
     FAIL = "FAIL"
     INTERRUPTED = "INTERRUPTED"  # stopped by Ctrl-C or a dead worker, and queued again
+    SURPLUS = "SURPLUS"  # asked for by a worker when the others had already filled n_trials: never run
     RUNNING = "RUNNING"
     WAITING = "WAITING"  # queued (warm start, requeue), not started yet
 
@@ -34,6 +35,7 @@ class Attr:
     N_PARAMS = "n_params"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
+    SURPLUS = "surplus"
     RETRY_OF = "retry_of"  # the number of the interrupted trial this one redoes
     WARM_START = "warm_start"  # the index of the warm-start entry it came from
     ERROR = "error"
@@ -52,6 +54,8 @@ def outcome_of(trial: FrozenTrial) -> Outcome:
         return Outcome.REJECTED
     if trial.user_attrs.get(Attr.INTERRUPTED):
         return Outcome.INTERRUPTED
+    if trial.user_attrs.get(Attr.SURPLUS):
+        return Outcome.SURPLUS
     if trial.state == TrialState.FAIL:
         return Outcome.FAIL
     return Outcome(trial.state.name)
@@ -68,6 +72,7 @@ class Counts:
     rejected: int = 0
     failed: int = 0
     interrupted: int = 0
+    surplus: int = 0
     running: int = 0
     waiting: int = 0
 
@@ -88,6 +93,7 @@ FIELDS = {
     Outcome.REJECTED: "rejected",
     Outcome.FAIL: "failed",
     Outcome.INTERRUPTED: "interrupted",
+    Outcome.SURPLUS: "surplus",
     Outcome.RUNNING: "running",
     Outcome.WAITING: "waiting",
 }

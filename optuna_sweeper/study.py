@@ -94,12 +94,18 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
     trials recovered."""
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = pid_on_this_host(trial.user_attrs.get(Attr.WORKER, ""))
-        if pid is not None and not process_alive(pid):
-            log.warning("trial %d was left running by a dead worker (pid %s): queued again", trial.number, pid)
+        worker = trial.user_attrs.get(Attr.WORKER, "")
+        if not worker_alive(worker):
+            log.warning("trial %d was left running by a dead worker (%s): queued again", trial.number, worker)
             requeue(study, trial)
             recovered.append(trial.number)
     return recovered
+
+
+def worker_alive(worker: str) -> bool:
+    """Whether the process named host:pid may still run: on another host we cannot tell, so we assume it does."""
+    pid = pid_on_this_host(worker)
+    return pid is None or process_alive(pid)
 
 
 def process_alive(pid: int) -> bool:

@@ -24,7 +24,7 @@ from optuna_sweeper.publish import best_trial, publish
 from optuna_sweeper.settings import Resolved, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, describe, first_value, override_key, override_text, parse_search_space
 from optuna_sweeper.storage import redact
-from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config
+from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
 from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
 from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, stop_when_orphaned
@@ -156,7 +156,10 @@ class SweepCommand:
         params.update({f"space.{k}": describe(d) for k, d in self.space.distributions.items()})
         params.update({f"fixed.{override_key(k)}": v for k, v in self.space.fixed.items()})
         # A worker's trial runs nest under the sweep run of the command that started it.
-        return SweepRuns(self.config.tracking, run.study_name, params, parent_id=settings.parent_run_id)
+        runs = SweepRuns(self.config.tracking, run.study_name, params, settings.parent_run_id, run.sweep_id)
+        if not run.is_worker:
+            runs.end_dead_sweeps(is_dead=lambda command: not worker_alive(command))
+        return runs
 
     def mlflow_on(self) -> bool:
         """A parent run per sweep and a child run per trial, when asked for and the app has a `tracking` node."""

@@ -20,7 +20,7 @@ from optuna_sweeper.budget import ParamBudget, Size
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.mlflow_runs import SweepRuns
 from optuna_sweeper.optuna_api import job_outcome, trial_id
-from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
+from optuna_sweeper.outcomes import COUNTED, Attr, Outcome, count, outcome_of
 from optuna_sweeper.settings import Resolved, worker_name
 from optuna_sweeper.space import SearchSpace, sample_overrides
 from optuna_sweeper.study import grid_exhausted, recover_dead_trials, requeue
@@ -79,7 +79,7 @@ class TrialLoop:
         redoes them itself), and end their MLflow runs KILLED."""
         for number in recover_dead_trials(self.study):
             if self.runs:
-                self.runs.end_lost_run(number)
+                self.runs.mark_trial(number, Outcome.INTERRUPTED)
 
     # ------------------------------------------------------------ before launch
     def ask(self) -> PendingTrial | None:
@@ -89,6 +89,11 @@ class TrialLoop:
         trial = pending.trial
         trial.set_user_attr(Attr.SWEEP, self.run.sweep_id)
         trial.set_user_attr(Attr.WORKER, worker_name())
+        if self.surplus(trial):
+            trial.set_user_attr(Attr.SURPLUS, True)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.close(pending, Outcome.SURPLUS)
+            return None
         pending.overrides = sample_overrides(trial, self.space) + self.custom_overrides(trial)
         trial.set_user_attr(Attr.OVERRIDES, pending.overrides)
         if self.budget is None:
@@ -102,6 +107,12 @@ class TrialLoop:
             return pending
         self.reject(pending, size)
         return None
+
+    def surplus(self, trial: optuna.Trial) -> bool:
+        """Two workers may ask for the last trial at the same moment; the later trial number gives way, so the study
+        holds exactly n_trials counted trials."""
+        earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
+        return sum(outcome_of(t) in COUNTED for t in earlier) >= self.n_trials
 
     def custom_overrides(self, trial: optuna.Trial) -> list[str]:
         """hydra.sweeper.custom_search_space(cfg, trial): its suggest_* calls and its returned dict, as overrides."""

@@ -250,19 +250,31 @@ def test_one_line_folds_a_message_into_a_sentence():
     assert one_line(ValueError("done.")) == "done." and one_line(ValueError()) == "ValueError."
 
 
-def test_the_mlflow_run_of_a_trial_lost_with_its_worker_is_ended_killed(tmp_path):
+def test_every_trial_ends_with_exactly_one_mlflow_run_in_a_final_state(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from optuna_sweeper.mlflow_runs import SweepRuns
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    runs = SweepRuns(OmegaConf.create({"tracking_uri": uri, "experiment": "e"}), "s", {"study": "s"}, parent_id=None)
+    tracking = OmegaConf.create({"tracking_uri": uri, "experiment": "e"})
     client = MlflowClient(uri)
-    # Started under an earlier sweep command's run, by a worker that was then killed with -9.
-    tags = {"optuna_study": "s", "optuna_trial": "3", "mlflow.parentRunId": "an-earlier-sweep"}
-    lost = client.create_run(runs.experiment_id, tags=tags)
-    other = client.create_run(runs.experiment_id, tags={**tags, "optuna_trial": "4"})
-    runs.end_lost_run(3)
+    # An earlier command of the study, killed with -9: its sweep run and the run of the trial its worker was training.
+    dead = SweepRuns(tracking, "s", {}, parent_id=None, sweep_id=worker_name(2**22 + 1))
+    lost = client.create_run(dead.experiment_id, tags={**dead.trial_tags(3, Outcome.RUNNING)})
+    other = client.create_run(dead.experiment_id, tags={**dead.trial_tags(4, Outcome.RUNNING)})
+
+    runs = SweepRuns(tracking, "s", {}, parent_id=None, sweep_id=worker_name())
+    runs.end_dead_sweeps(is_dead=lambda command: command == worker_name(2**22 + 1))
+    assert client.get_run(dead.parent_id).info.status == "KILLED"
+    assert client.get_run(runs.parent_id).info.status == "RUNNING"
+
+    runs.mark_trial(3, Outcome.INTERRUPTED)  # its worker died: the run it left RUNNING ends KILLED
     assert client.get_run(lost.info.run_id).info.status == "KILLED"
     assert client.get_run(lost.info.run_id).data.tags["optuna_state"] == "INTERRUPTED"
-    assert client.get_run(other.info.run_id).info.status == "RUNNING"
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"  # another trial's run is left alone
+
+    runs.mark_trial(7, Outcome.FAIL)  # never reached a job (e.g. its model could not be built): a run of its own
+    (made,) = client.search_runs([runs.experiment_id], "tags.optuna_trial = '7'")
+    assert made.info.status == "FAILED" and made.data.tags["optuna_state"] == "FAIL"
+    runs.mark_trial(7, Outcome.FAIL)  # and only one
+    assert len(client.search_runs([runs.experiment_id], "tags.optuna_trial = '7'")) == 1

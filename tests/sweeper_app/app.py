@@ -1,6 +1,7 @@
 """A tiny Hydra app for the sweeper tests: the real sweeper, storage, budget hook and epoch hook, but no data and
 no training. Each "epoch" is arithmetic on the knobs, so a whole sweep takes seconds."""
 
+import contextlib
 import json
 import math
 import os
@@ -19,17 +20,27 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
     record_launch(cfg)
     on_epoch_end = epoch_hook(cfg)
-    acc = 0.0
-    for epoch in range(1, cfg.epochs + 1):
-        acc = (1 - (cfg.x - 0.3) ** 2) * (1 - 0.5**epoch)
-        loss = math.nan if cfg.x > cfg.diverge_above else 1 - acc
-        metrics = EpochMetrics(
-            epoch=epoch, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=0
-        )
-        on_epoch_end(metrics)
-        check_finite(metrics)  # as mnist_sweep.engine.fit does after each epoch
-        time.sleep(cfg.epoch_seconds)
+    with mlflow_run(cfg):
+        acc = 0.0
+        for epoch in range(1, cfg.epochs + 1):
+            acc = (1 - (cfg.x - 0.3) ** 2) * (1 - 0.5**epoch)
+            loss = math.nan if cfg.x > cfg.diverge_above else 1 - acc
+            metrics = EpochMetrics(
+                epoch=epoch, train_loss=loss, train_acc=acc, val_loss=loss, val_acc=acc, lr=0.1, seconds=0
+            )
+            on_epoch_end(metrics)
+            check_finite(metrics)  # as mnist_sweep.engine.fit does after each epoch
+            time.sleep(cfg.epoch_seconds)
     return {"val_acc": acc, "n_params": float(cfg.width * 100), "test_acc": acc}
+
+
+def mlflow_run(cfg: DictConfig):
+    """With a `tracking` node (the fault drill sets one), each trial is an MLflow run as in mnist_sweep."""
+    if cfg.get("tracking") is None:
+        return contextlib.nullcontext()
+    from mnist_sweep import tracking
+
+    return tracking.mlflow_run(cfg)
 
 
 def record_launch(cfg: DictConfig) -> None:
