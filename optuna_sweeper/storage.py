@@ -3,6 +3,7 @@ database URL (sqlite:///..., postgresql://...). The sweeper and every trial job 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -31,7 +32,10 @@ def postgres_driver(url: str) -> str:
     return url
 
 
+@functools.cache
 def open_storage(storage: str) -> BaseStorage:
+    """One storage object per URL and process: every trial job of a worker reaches its trial through it, and a new
+    RDBStorage per trial would open a new connection pool each time (a PostgreSQL server soon refuses more)."""
     try:
         if "://" not in storage:
             Path(storage).parent.mkdir(parents=True, exist_ok=True)
