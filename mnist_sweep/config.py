@@ -6,7 +6,7 @@ field here and nowhere else. Nothing heavy is imported: `python -m mnist_sweep -
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -88,6 +88,24 @@ def register_configs() -> None:
     cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
 
 
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """Hydra lets `+key=value` add a key even to a typed node, where a typo would then be ignored in silence."""
+    schemas = {
+        "": Config,
+        "trainer": TrainerConfig,
+        "dataset": DatasetConfig,
+        "budget": BudgetConfig,
+        "tracking": TrackingConfig,
+    }
+    problems = []
+    for node, schema in schemas.items():
+        known = {f.name for f in fields(schema)}
+        for key in set(cfg if not node else cfg.get(node) or {}) - known:
+            name = f"{node}.{key}" if node else key
+            problems.append(f"{name} is not a setting (known: {', '.join(sorted(known))})")
+    return problems
+
+
 def validate(cfg: DictConfig) -> None:
     """Range checks that a type alone can't express, all reported together."""
     t = cfg.trainer
@@ -117,6 +135,6 @@ def validate(cfg: DictConfig) -> None:
             f"scheduler.interval must be batch or epoch, got {cfg.scheduler.get('interval')!r}",
         ),
     ]
-    problems = [message for ok, message in checks if not ok]
+    problems = [message for ok, message in checks if not ok] + unknown_keys(cfg)
     if problems:
         raise UserError("Invalid configuration: " + "; ".join(problems) + ".")

@@ -41,7 +41,8 @@ CASES = {
     "seed type": (["seed=x"], "seed"),
     "bool type": (["trainer.keep_best=maybe"], "trainer.keep_best"),
     "unknown key": (["nosuchkey=1"], "nosuchkey"),
-    "unknown nested key": (["+trainer.nosuch=1"], "nosuch"),
+    "unknown nested key": (["+trainer.nosuch=1"], "trainer.nosuch is not a setting"),
+    "unknown top-level key": (["+nosuch=1"], "nosuch is not a setting"),
     # group options
     "model option": (["model=nosuch"], "model/nosuch"),
     "optimizer option": (["optimizer=nosuch"], "optimizer/nosuch"),
