@@ -9,14 +9,17 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import yaml
 from optuna.trial import FrozenTrial
 
-from optuna_sweeper.mlflow_runs import SweepRuns
 from optuna_sweeper.outcomes import Attr
 from optuna_sweeper.summary import SweepSummary
+
+if TYPE_CHECKING:  # only a sweep with MLflow on imports MLflow
+    from optuna_sweeper.mlflow_runs import SweepRuns
 
 # Best trial -> the file the app's exporter wrote (e.g. a model config a single run can load).
 Export = Callable[[FrozenTrial], Path]

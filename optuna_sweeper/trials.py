@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from hydra.core.override_parser.types import Transformer
@@ -18,12 +18,14 @@ from optuna.trial import TrialState
 
 from optuna_sweeper.budget import ParamBudget, Size
 from optuna_sweeper.errors import SweepError, one_line
-from optuna_sweeper.mlflow_runs import SweepRuns
 from optuna_sweeper.optuna_api import job_outcome, trial_id
 from optuna_sweeper.outcomes import COUNTED, Attr, Outcome, count, outcome_of
 from optuna_sweeper.settings import Resolved, worker_name
 from optuna_sweeper.space import SearchSpace, sample_overrides
 from optuna_sweeper.study import grid_exhausted, recover_dead_trials, requeue
+
+if TYPE_CHECKING:  # MLflow takes seconds to import: only a sweep with MLflow on loads it (sweep.start_mlflow)
+    from optuna_sweeper.mlflow_runs import SweepRuns
 
 log = logging.getLogger(__name__)
 

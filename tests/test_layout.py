@@ -49,6 +49,7 @@ def test_the_app_uses_the_sweeper_only_inside_a_sweep_trial():
         ("import mnist_sweep.train, mnist_sweep.trial, mnist_sweep.tracking", ("optuna", "optuna_sweeper")),
         ("import hydra_plugins.optuna_sweeper.optuna_sweeper", ("optuna", "optuna_sweeper", "mnist_sweep")),
         ("import mnist_sweep.__main__", ("optuna", "torch", "mlflow", "matplotlib")),
+        ("import optuna_sweeper.sweep", ("mlflow", "matplotlib", "torch", "mnist_sweep")),  # MLflow only when on
     ],
 )
 def test_what_is_not_imported(code, absent):
