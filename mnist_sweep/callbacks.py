@@ -27,7 +27,7 @@ def require_dir(path: str, key: str) -> None:
     except OSError as exc:
         print(
             f"mnist_sweep: error: {key}={path} cannot be created ({exc.strerror or exc}). Point {key} at a folder you "
-            "can write, e.g. {key}=outputs/my_run; nothing was run or recorded.",
+            f"can write, e.g. {key}=outputs/my_run; nothing was run or recorded.",
             file=sys.stderr,
         )
         sys.exit(2)

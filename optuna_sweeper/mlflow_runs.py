@@ -23,7 +23,8 @@ from optuna_sweeper.outcomes import Outcome
 from optuna_sweeper.space import override_key
 
 log = logging.getLogger(__name__)
-# MLflow 3 opens an experiment without this tag on its GenAI overview; with it, on the runs table.
+# MLflow 3's kind for a model-training experiment. (Its 3.17 UI still opens on the GenAI pages until the user
+# switches its browser-wide toggle to "Model training": see README, MLflow.)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 

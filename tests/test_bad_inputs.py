@@ -65,7 +65,7 @@ CASES = {
     "truncated extracted file": (["dataset.root=DATA", "dataset.download=false"], "not a complete IDX file"),
     # devices, paths, servers
     "no cuda": (["trainer.device=cuda"], "torch sees no CUDA device"),
-    "output dir": (["hydra.run.dir=/proc/no/such/dir"], "hydra.run.dir=/proc/no/such/dir cannot be created"),
+    "output dir": (["hydra.run.dir=/proc/no/such/dir"], "at a folder you can write, e.g. hydra.run.dir=outputs/my_run"),
     "tracking server": (["tracking.tracking_uri=http://127.0.0.1:9"], "does not answer"),
     # sweeps: refused before a study, a trial or an MLflow run exists
     "sweep workers": ([*SWEEP, "hydra.sweeper.n_workers=0"], "hydra.sweeper.n_workers must be 1 or more"),
