@@ -139,6 +139,20 @@ class SweepRuns:
             if run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, "KILLED")
 
+    def end_orphaned_trial_runs(self, outcome_of_trial: Callable[[int], Outcome | None]) -> None:
+        """A process killed between finishing a trial in the study and marking its run (a recovery that requeued a
+        dead worker's trial, a tell) leaves the run RUNNING while no process will ever mark it; the study is the
+        truth, so each such run takes its trial's final state. Runs of trials still running are left alone."""
+        query = f"tags.optuna_study = '{self.study_name}' and attributes.status = 'RUNNING'"
+        for run in self.client.search_runs([self.experiment_id], query, max_results=1000):
+            number = run.data.tags.get("optuna_trial")
+            if number is None or not number.isdigit():
+                continue
+            outcome = outcome_of_trial(int(number))
+            if outcome is not None and outcome not in (Outcome.RUNNING, Outcome.WAITING):
+                log.warning("The MLflow run of trial %s, already %s in the study, is ended.", number, outcome.value)
+                self.mark_trial(int(number), outcome)
+
     def end_dead_sweeps(self, is_dead: Callable[[str], bool]) -> None:
         """The sweep runs of earlier commands of this study that were killed hard (kill -9) end KILLED."""
         query = (

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.types import Transformer
 from hydra.core.utils import JobReturn
@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from optuna_sweeper.budget import ParamBudget
 from optuna_sweeper.errors import SweepError, one_line
-from optuna_sweeper.outcomes import count
+from optuna_sweeper.outcomes import count, outcome_of
 from optuna_sweeper.publish import best_trial, publish
 from optuna_sweeper.settings import Resolved, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, describe, first_value, override_key, override_text, parse_search_space
@@ -28,6 +28,9 @@ from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, 
 from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
 from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, stop_when_orphaned
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class SweepCommand:
         export = self.exporter(load_callable(settings.exporter, "exporter"))
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
             enqueue_warm_start(study, settings.warm_start, self.space)
-        loop.runs = self.start_mlflow(loop.pruner)
+        loop.runs = self.start_mlflow(loop.pruner, study)
         remaining = max(0, settings.n_trials - count(study.get_trials(deepcopy=False)).counted)
         log.info(
             "Optuna study %r in %s: %d trials to reach n_trials=%d",
@@ -137,7 +140,7 @@ class SweepCommand:
         probe = [f"{k}={override_text(first_value(d))}" for k, d in self.space.distributions.items()]
         self.compose([f"{k}={v}" for k, v in self.space.fixed.items()] + probe, what="the search space")
 
-    def start_mlflow(self, pruner: dict | None):
+    def start_mlflow(self, pruner: dict | None, study: optuna.Study):
         if not self.mlflow_on():
             return None
         from optuna_sweeper.mlflow_runs import SweepRuns
@@ -159,6 +162,8 @@ class SweepCommand:
         runs = SweepRuns(self.config.tracking, run.study_name, params, settings.parent_run_id, run.sweep_id)
         if not run.is_worker:
             runs.end_dead_sweeps(is_dead=lambda command: not worker_alive(command))
+            outcomes = {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
+            runs.end_orphaned_trial_runs(outcomes.get)
         return runs
 
     def mlflow_on(self) -> bool:

@@ -278,3 +278,13 @@ def test_every_trial_ends_with_exactly_one_mlflow_run_in_a_final_state(tmp_path)
     assert made.info.status == "FAILED" and made.data.tags["optuna_state"] == "FAIL"
     runs.mark_trial(7, Outcome.FAIL)  # and only one
     assert len(client.search_runs([runs.experiment_id], "tags.optuna_trial = '7'")) == 1
+
+    # A process killed after the study finished trial 4 (a recovery's requeue) but before it marked trial 4's run:
+    # the next command ends the run from the study's state; a trial the study still runs keeps its run RUNNING.
+    live = client.create_run(runs.experiment_id, tags={**runs.trial_tags(9, Outcome.RUNNING)})
+    states = {4: Outcome.INTERRUPTED, 9: Outcome.RUNNING}
+    runs.end_orphaned_trial_runs(states.get)
+    assert client.get_run(other.info.run_id).info.status == "KILLED"
+    assert client.get_run(other.info.run_id).data.tags["optuna_state"] == "INTERRUPTED"
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    assert client.get_run(runs.parent_id).info.status == "RUNNING"  # the sweep's own run has no trial tag
