@@ -31,6 +31,9 @@ class TrainerConfig:
     grad_clip: float | None = None  # max gradient norm
     patience: int | None = None  # early stopping: epochs without a better val accuracy; None = off
     keep_best: bool = True  # test the best-validation epoch's weights rather than the last epoch's
+    # false: no look at the test split at all (stage 1 of a sweep: its trials are only ranked, on validation; the
+    # finalists of stage 2 each evaluate test once). test_acc is then NaN.
+    evaluate_test: bool = True
     progress: bool = True  # progress bar per epoch (tqdm stays quiet anyway when output is not a terminal)
     channels_last: bool = True  # NHWC weights and activations: measured faster on CPU (oneDNN) and on CUDA
     compile: bool = False  # torch.compile the model: on this 2-core CPU it compiled for ~30 s and then ran slower

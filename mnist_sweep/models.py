@@ -49,7 +49,7 @@ class ConvBlock(nn.Sequential):
     """Conv2d, then ReLU and BatchNorm in the order the seed used, then optional Dropout.
 
     order: "relu_bn" (conv→ReLU→BN, seeds 000/003), "bn_relu" (conv→BN→ReLU, seeds 001/004) or "none"
-    (a bare conv, e.g. seed 000's 1x1 transition).
+    (a bare conv, e.g. seed 000's 1x1 transition). separable: a depthwise conv then a pointwise 1x1 (MobileNet).
     """
 
     def __init__(
@@ -61,6 +61,8 @@ class ConvBlock(nn.Sequential):
         bias: bool = False,
         order: str = "relu_bn",
         dropout: float = 0.0,
+        stride: int = 1,
+        separable: bool = False,
     ) -> None:
         post = {
             "relu_bn": [nn.ReLU(inplace=True), nn.BatchNorm2d(out_ch)],
@@ -69,7 +71,16 @@ class ConvBlock(nn.Sequential):
         }
         if order not in post:
             raise ValueError(f"ConvBlock order must be one of {sorted(post)}, got {order!r}")
-        layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=bias), *post[order]]
+        if (
+            separable
+        ):  # depthwise kxk (one filter per input channel), then a pointwise 1x1 mix: ~k*k times fewer weights
+            conv: list[nn.Module] = [
+                nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=padding, groups=in_ch, bias=False),
+                nn.Conv2d(in_ch, out_ch, 1, bias=bias),
+            ]
+        else:
+            conv = [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=bias)]
+        layers: list[nn.Module] = [*conv, *post[order]]
         if _check_dropout(dropout) > 0:
             layers.append(Dropout(dropout))
         super().__init__(*layers)

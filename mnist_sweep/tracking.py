@@ -180,27 +180,27 @@ def log_epoch(m: EpochMetrics) -> None:
     )
 
 
-def log_result(result: FitResult, test_acc: float, n_params: int) -> None:
-    mlflow.log_metrics(
-        {
-            "best_val_acc": result.best_val_acc,
-            "best_epoch": result.best_epoch,
-            "test_acc": test_acc,
-            "n_params": n_params,
-            "epochs_run": len(result.history),
-            "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-        }
-    )
+def log_result(result: FitResult, test_acc: float | None, n_params: int, macs: int) -> None:
+    """test_acc None: the run did not look at the test split (a stage-1 sweep trial)."""
+    metrics = {
+        "best_val_acc": result.best_val_acc,
+        "best_epoch": result.best_epoch,
+        "n_params": n_params,
+        "macs": macs,
+        "epochs_run": len(result.history),
+        "train_seconds": result.train_seconds,
+        "epoch_seconds": result.train_seconds / max(len(result.history), 1),
+        "images_per_second": result.images_per_second,
+    }
+    mlflow.log_metrics(metrics if test_acc is None else {**metrics, "test_acc": test_acc})
     mlflow.set_tag("stopped_early", str(result.stopped_early))
 
 
-def log_figures(result: FitResult, data: Data, test_preds: torch.Tensor) -> None:
-    figures = {
-        "training_curves.png": report.training_curves(result.history, result.best_epoch),
-        "confusion_matrix.png": report.confusion_matrix(data.test.labels, test_preds, data.classes),
-        "misclassified.png": report.misclassified_grid(data.test.images, data.test.labels, test_preds),
-    }
+def log_figures(result: FitResult, data: Data, test_preds: torch.Tensor | None) -> None:
+    figures = {"training_curves.png": report.training_curves(result.history, result.best_epoch)}
+    if test_preds is not None:
+        figures["confusion_matrix.png"] = report.confusion_matrix(data.test.labels, test_preds, data.classes)
+        figures["misclassified.png"] = report.misclassified_grid(data.test.images, data.test.labels, test_preds)
     for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}")
         report.close(fig)

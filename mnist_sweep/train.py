@@ -5,6 +5,7 @@ starts, so a typo leaves no half-made run behind."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -40,8 +41,21 @@ class RunResult:
     run_id: str
     ui_link: str = ""
 
+    macs: int = 0  # multiply-accumulates per image (torchinfo)
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.train_seconds / max(self.epochs_run, 1)
+
     def objectives(self) -> dict[str, float]:
-        return {"val_acc": self.best_val_acc, "n_params": float(self.n_params), "test_acc": self.test_acc}
+        """What a sweep may optimise or report (hydra.sweeper.objectives, finalists.report)."""
+        return {
+            "val_acc": self.best_val_acc,
+            "n_params": float(self.n_params),
+            "macs": float(self.macs),
+            "epoch_seconds": self.epoch_seconds,
+            "test_acc": self.test_acc,
+        }
 
 
 def build(target_cfg: DictConfig, what: str, *args, **kwargs):
@@ -109,13 +123,15 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     with tracking.mlflow_run(cfg) as run:
-        model_summary = str(summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device))
+        stats = summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device)
+        model_summary = str(stats)
         tracking.log_config(cfg, n_params, model_summary)
         tracking.log_dataset(data)
         result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end))
         if settings.keep_best:
             model.load_state_dict(result.best_state)
-        test_acc = evaluate_test_once(model, data, settings, result, n_params)
+        macs = int(stats.total_mult_adds)
+        test_acc = evaluate_test_once(model, data, settings, result, n_params, macs)
         tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model)
         wall_seconds = time.perf_counter() - started
         tracking.log_wall_seconds(wall_seconds)
@@ -131,8 +147,12 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         wall_seconds,
         run.info.run_id,
         tracking.ui_link(run),
+        macs=macs,
     )
-    print_summary(outcome, result.images_per_second)
+    if cfg.get("optuna") is None:
+        print_summary(outcome, result.images_per_second)
+    else:  # a sweep trial: the sweep's progress view has its line; the trial's log file keeps the box
+        log.info("\n%s", summary_text(outcome, result.images_per_second))
     return outcome
 
 
@@ -156,28 +176,38 @@ def epoch_logger(on_epoch_end):
     return log_epoch
 
 
-def evaluate_test_once(model, data, settings: TrainerConfig, result, n_params: int) -> float:
-    """The one and only look at the test split, on the checkpoint chosen by validation accuracy; logs the final
-    metrics and the figures."""
+def evaluate_test_once(model, data, settings: TrainerConfig, result, n_params: int, macs: int) -> float:
+    """The one and only look at the test split, on the checkpoint chosen by validation accuracy (none at all with
+    trainer.evaluate_test=false: NaN); logs the final metrics and the figures."""
+    if not settings.evaluate_test:
+        tracking.log_result(result, None, n_params, macs)
+        tracking.log_figures(result, data, None)
+        return math.nan
     logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.amp)
     test_preds = logits.argmax(1)
     test_acc = (test_preds == data.test.labels).float().mean().item()
-    tracking.log_result(result, test_acc, n_params)
+    tracking.log_result(result, test_acc, n_params, macs)
     tracking.log_figures(result, data, test_preds)
     return test_acc
 
 
 def print_summary(r: RunResult, images_per_second: float) -> None:
+    print(summary_text(r, images_per_second), flush=True)
+
+
+def summary_text(r: RunResult, images_per_second: float) -> str:
+    test = f"{100 * r.test_acc:.2f}% (best-validation checkpoint)" if math.isfinite(r.test_acc) else "not evaluated"
     table = report.summary_table(
         {
             "model": r.model_name,
             "parameters": f"{r.n_params:,}",
             "best val accuracy": f"{100 * r.best_val_acc:.2f}% (epoch {r.best_epoch} of {r.epochs_run})",
-            "test accuracy": f"{100 * r.test_acc:.2f}% (best-validation checkpoint)",
+            "test accuracy": test,
+            "multiply-adds": f"{r.macs:,} per image",
             "train time": f"{r.train_seconds:.1f}s ({r.train_seconds / r.epochs_run:.1f}s/epoch, "
             f"{images_per_second:,.0f} images/s)",
             "wall time": f"{r.wall_seconds:.1f}s",
             "MLflow run": r.run_id,
         }
     )
-    print(f"{table}\nIn the MLflow UI: {r.ui_link}", flush=True)
+    return f"{table}\nIn the MLflow UI: {r.ui_link}"

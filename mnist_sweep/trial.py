@@ -4,7 +4,8 @@
   pruner can stop it;
 - model_size: the sweeper's param_counter, the trial's parameters counted from its config alone, before any data
   is touched;
-- export_found_model: the sweeper's exporter, the best trial's model as conf/model/found/<study>.yaml.
+- export_found_recipe: the sweeper's exporter, the winner's whole recipe as an experiment preset in the launch
+  directory (found_configs/experiment/found/<study>.yaml).
 
 conf/hparams_search/mnist_family.yaml names the last two in hydra.sweeper.
 """
@@ -16,23 +17,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep.engine import EpochMetrics
 from mnist_sweep.models import count_parameters
-from mnist_sweep.tracking import override_key
 from mnist_sweep.train import build_model
 
 
-def epoch_hook(cfg: DictConfig) -> Callable[[EpochMetrics], None]:
-    """mnist_sweep.train.train's on_epoch_end: a no-op for a single run, the trial's reporter in a sweep."""
+def epoch_hook(cfg: DictConfig, epochs: int | None = None) -> Callable[[EpochMetrics], None]:
+    """mnist_sweep.train.train's on_epoch_end: a no-op for a single run, the trial's reporter in a sweep.
+    epochs: the run's length (default trainer.epochs): its last epoch is reported but never pruned."""
     if cfg.get("optuna") is None:
         return lambda metrics: None
     # Imported here: a plain run should not import the sweeper, nor Optuna.
     from optuna_sweeper.job import TrialLink
 
     link = TrialLink.connect(cfg.optuna)
-    return lambda metrics: link.report(metrics.epoch, metrics.val_acc)
+    epochs = cfg.trainer.epochs if epochs is None else epochs
+    return lambda metrics: link.report(metrics.epoch, metrics.val_acc, last=metrics.epoch >= epochs)
 
 
 def model_size(cfg: DictConfig) -> tuple[int, int | None]:
@@ -40,34 +43,45 @@ def model_size(cfg: DictConfig) -> tuple[int, int | None]:
     return count_parameters(build_model(cfg.model)), cfg.budget.max_params
 
 
-def export_found_model(cfg: DictConfig, best) -> Path:
-    """The sweeper's exporter (best: optuna_sweeper.publish.BestTrial): the best trial's composed model node
-    (knobs and net, interpolations kept) as <best.out_dir or the primary config dir's model/found>/<study>.yaml,
-    which `model=found/<study>` loads."""
-    model = OmegaConf.to_container(cfg.model, resolve=False)
+FOUND_DIR = "found_configs"  # in the launch directory; conf/config.yaml puts it on Hydra's search path
+NOT_RECIPE = ("optuna", "hydra", "tracking", "hparams_search", "trainer.progress")  # sweep plumbing, not recipe
+
+
+def export_found_recipe(cfg: DictConfig, best) -> Path:
+    """The sweeper's exporter (best: optuna_sweeper.publish.BestTrial): the winner's whole recipe (architecture,
+    optimizer, schedule, augmentation, epochs: every override it trained with but the sweep's plumbing) as an
+    experiment preset, <launch dir>/found_configs/experiment/found/<study>.yaml (or under best.out_dir), which
+    `python -m mnist_sweep experiment=found/<study>` loads from the launch directory. Never into the package."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", best.study_name)
-    others = [o for o in best.overrides if not override_key(o).startswith("model")]
-    model.update(
-        {
-            "name": f"found_{name}",
-            "source": f"optuna study {best.study_name}, trial {best.number}",
-            "declared_params": best.n_params,
-        }
-    )
-    results = ", ".join(f"{k} {v:.5g}" for k, v in best.values.items())
-    header = (
-        f"# Found by the Optuna sweep {best.study_name!r}, trial {best.number}: {results}.\n"
-        f"# This file holds the architecture. The trial also ran with: {' '.join(others) or '(nothing else)'}\n"
-        f"# Retrain it exactly: python -m mnist_sweep model=found/{name} {' '.join(others)}\n"
-    )
-    path = (best.out_dir or primary_config_dir(cfg) / "model" / "found") / f"{name}.yaml"
+    groups = set(cfg.hydra.runtime.choices)
+    defaults, values = [], OmegaConf.create({})
+    for override in OverridesParser.create().parse_overrides(best.overrides):
+        key = override.key_or_group
+        if key.startswith(NOT_RECIPE):
+            continue
+        if key in groups:
+            defaults.append({f"override /{key}": override.value()})
+        else:
+            OmegaConf.update(values, key, override.value(), merge=False, force_add=True)
+    preset = {"defaults": defaults, **OmegaConf.to_container(values)}
+    preset.setdefault("model", {})
+    preset["model"].update({"name": f"found_{name}", "source": f"optuna study {best.study_name}, trial {best.number}"})
+    path = (Path(best.out_dir) if best.out_dir else Path.cwd() / FOUND_DIR) / "experiment" / "found" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(model, sort_keys=False))
+    path.write_text(found_header(best, name) + yaml.safe_dump(preset, sort_keys=False, default_flow_style=None))
     return path
 
 
-def primary_config_dir(cfg: DictConfig) -> Path:
-    for source in cfg.hydra.runtime.config_sources:
-        if source.provider == "main" and source.schema == "file":
-            return Path(source.path)
-    return Path(cfg.hydra.sweep.dir)
+def found_header(best, name: str) -> str:
+    if best.final:
+        figures = ", ".join(f"{k} {mean:.5g} ± {sd:.2g}" for k, (mean, sd) in best.final.items())
+        result = f"stage 2, over seeds {best.seeds}: {figures}"
+        again = f"python -m mnist_sweep -m experiment=found/{name} seed={','.join(map(str, best.seeds))}"
+    else:
+        result = "stage 1: " + ", ".join(f"{k} {v:.5g}" for k, v in best.values.items())
+        again = f"python -m mnist_sweep experiment=found/{name}"
+    return (
+        "# @package _global_\n"
+        f"# Found by the Optuna sweep {best.study_name!r}, trial {best.number} ({best.n_params} params); {result}.\n"
+        f"# The whole recipe it trained with. Reproduce it from this directory: {again}\n"
+    )

@@ -5,6 +5,7 @@ stamps every child with the trial's final state."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import urllib.error
@@ -76,6 +77,12 @@ class SweepRuns:
         # One request for all params (MLflow caps a value at 6000 characters).
         self.client.log_batch(self.parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
+    def for_study(self, study_name: str) -> SweepRuns:
+        """The same sweep run and store, for the trials of another study of this sweep (its stage 2)."""
+        other = copy.copy(self)
+        other.study_name = study_name
+        return other
+
     def connect(self, experiment: str, attempts: int = 5) -> tuple[MlflowClient, str]:
         """Two workers started together on a fresh mlflow.db both run MLflow's schema migrations, and the loser
         fails ("table ... already exists"); once the winner is done the database is fine, so try again."""
@@ -93,14 +100,14 @@ class SweepRuns:
                 time.sleep(2 + attempt)
         raise AssertionError("unreachable")
 
-    def job_overrides(self, trial_number: int) -> list[str]:
+    def job_overrides(self, trial_number: int, run_name: str = "", tags: dict[str, str] | None = None) -> list[str]:
         """What makes the job's own run a child of this sweep, tagged with its trial."""
+        extra = {"optuna_study": self.study_name, "optuna_trial": str(trial_number), **(tags or {})}
         return [
             f"tracking.tracking_uri={Transformer.str(self.uri)}",
             f"tracking.parent_run_id={self.parent_id}",
-            f"tracking.run_name=trial-{trial_number}",
-            f"++tracking.tags.optuna_study={Transformer.str(self.study_name)}",
-            f"++tracking.tags.optuna_trial={trial_number}",
+            f"tracking.run_name={Transformer.str(run_name or f'trial-{trial_number}')}",
+            *(f"++tracking.tags.{k}={Transformer.str(v)}" for k, v in extra.items()),
         ]
 
     def trial_tags(self, trial_number: int, outcome: Outcome) -> dict[str, str]:

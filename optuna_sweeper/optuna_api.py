@@ -3,11 +3,18 @@ them breaks here with a clear name instead of in the middle of the sweep logic."
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn
 from optuna.storages import BaseStorage
+
+
+def set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable in use since Optuna 3.2
+        study.set_metric_names(names)
 
 
 def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:

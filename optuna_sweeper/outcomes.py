@@ -40,6 +40,15 @@ class Attr:
     WARM_START = "warm_start"  # the index of the warm-start entry it came from
     ERROR = "error"
     EPOCHS_RUN = "epochs_run"  # steps the job reported
+    METRICS = "metrics"  # every number the job returned, objectives or not (e.g. a test accuracy)
+    PRESET = "preset_overrides"  # an enqueued trial's overrides, launched as they are (a stage-2 finalist run)
+    FINALIST_OF = "finalist_of"  # the stage-1 trial a stage-2 run retrains
+    SEED = "seed"  # the seed a stage-2 run trains with
+    ROUND = "finalist_round"  # on a finalist study: {sweep: the command that queued its runs, jobs: how many}
+
+
+# Enqueued with a trial and carried over when it is queued again after an interruption.
+DEFINING = (Attr.PRESET, Attr.FINALIST_OF, Attr.SEED)
 
 
 # Listing order: finished results first, then what is still to come.

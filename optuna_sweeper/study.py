@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from optuna_sweeper.errors import SweepError, one_line
-from optuna_sweeper.optuna_api import storage_of, trial_id
-from optuna_sweeper.outcomes import Attr
+from optuna_sweeper.optuna_api import set_metric_names, storage_of, trial_id
+from optuna_sweeper.outcomes import DEFINING, Attr
 from optuna_sweeper.settings import Resolved, pid_on_this_host
 from optuna_sweeper.space import SearchSpace, encode_param, grid_of
 from optuna_sweeper.storage import open_storage, redact
@@ -36,6 +37,8 @@ def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> op
         directions=run.directions,
         load_if_exists=True,
     )
+    if not run.is_worker and study.metric_names != run.objectives:
+        set_metric_names(study, run.objectives)  # optuna-dashboard labels its axes with them
     stored = [d.name.lower() for d in study.directions]
     if stored != run.directions:
         raise SweepError(
@@ -48,7 +51,9 @@ def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> op
 def make_sampler(sampler_cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
     extra = {"search_space": grid_of(space)} if is_grid(sampler_cfg) else {}
     try:
-        return instantiate(sampler_cfg, **extra)
+        with warnings.catch_warnings():  # TPE's multivariate/group: "experimental" since Optuna 2.2, and relied on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return instantiate(sampler_cfg, **extra)
     except Exception as exc:
         raise SweepError(f"Cannot create the sampler {sampler_cfg._target_}: {one_line(exc)}") from None
 
@@ -66,16 +71,21 @@ def pruner_config(pruner_cfg: DictConfig, directions: list[str]) -> dict | None:
     return as_dict
 
 
-def enqueue_warm_start(study: optuna.Study, warm_start: Any, space: SearchSpace) -> None:
+def enqueue_warm_start(study: optuna.Study, warm_start: Any, space: SearchSpace, define_by_run: bool = False) -> None:
+    """define_by_run: a custom_search_space suggests params of its own, so names outside hydra.sweeper.params are
+    its params (passed to Optuna as they are: its suggest_* call takes the queued value)."""
     for index, entry in enumerate(warm_start or []):
         params = OmegaConf.to_container(entry)
         unknown = sorted(set(params) - set(space.distributions))
-        if unknown:
+        if unknown and not define_by_run:
             raise SweepError(
                 f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
-                f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}."
+                f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}, "
+                "or the params a hydra.sweeper.custom_search_space suggests."
             )
-        encoded = {k: encode_param(space.distributions[k], v) for k, v in params.items()}
+        encoded = {
+            k: encode_param(space.distributions[k], v) if k in space.distributions else v for k, v in params.items()
+        }
         # skip_if_exists: a re-run of the same command does not queue the seeds again.
         study.enqueue_trial(encoded, user_attrs={Attr.WARM_START: index}, skip_if_exists=True)
 
@@ -85,7 +95,8 @@ def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial)
     # Through the storage: the trial may belong to a worker that is gone, so this process holds no Trial for it.
     storage_of(study).set_trial_user_attr(trial_id(trial), Attr.INTERRUPTED, True)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    study.enqueue_trial(trial.params, user_attrs={Attr.RETRY_OF: trial.number})
+    defining = {k: trial.user_attrs[k] for k in DEFINING if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={Attr.RETRY_OF: trial.number, **defining})
 
 
 def recover_dead_trials(study: optuna.Study) -> list[int]:

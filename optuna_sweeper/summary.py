@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial
 
+from optuna_sweeper.finalists import Finalist, FinalistSettings, winner
 from optuna_sweeper.outcomes import ORDER, Attr, Counts, count, is_trained, outcome_of
 
 
@@ -24,6 +25,7 @@ class SweepSummary:
     best: FrozenTrial | None
     pareto: list[dict[str, object]] = field(default_factory=list)  # several objectives only
     problems: list[str] = field(default_factory=list)  # e.g. workers that exited with an error
+    stage_two: StageTwo | None = None
 
     def headline(self) -> str:
         return (
@@ -37,15 +39,79 @@ class SweepSummary:
             objectives = [k for k in self.pareto[0] if k not in ("trial", "params")]
             front = [f"  trial {e['trial']}: " + ", ".join(f"{k}={e[k]:.5g}" for k in objectives) for e in self.pareto]
             lines.append("Pareto front:\n" + "\n".join(front))
+        if self.stage_two is not None:
+            lines.append(self.stage_two.text())
         return "\n".join(lines)
 
 
+@dataclass
+class StageTwo:
+    """The finalists' stage-2 figures beside their stage-1 ones, and the winner (best mean first objective)."""
+
+    settings: FinalistSettings
+    objective: str
+    finalists: list[Finalist]
+    winner: Finalist | None
+
+    def metrics(self) -> list[str]:
+        return [self.objective, *self.settings.report]
+
+    def row(self, finalist: Finalist) -> dict[str, object]:
+        figures = {f"final {m}": mean_sd(finalist.stats(m)) for m in self.metrics()}
+        return {
+            "trial": finalist.trial.number,
+            f"stage-1 {self.objective}": round(score(finalist.trial), 5) if score(finalist.trial) is not None else None,
+            **figures,
+            "seeds": f"{len(finalist.runs)}/{len(self.settings.seeds)}",
+            "n_params": finalist.trial.user_attrs.get(Attr.N_PARAMS),
+        }
+
+    def text(self) -> str:
+        head = f"Stage 2: the top {self.settings.top_k} of stage 1, {describe_stage_two(self.settings)}:"
+        if not self.finalists:
+            return head + "\n(no trained trial to retrain)"
+        table = format_table([{**self.row(f), "": ""} for f in self.finalists], limit=len(self.finalists))
+        if self.winner is None:
+            return f"{head}\n{table}\nNo finalist has a complete stage-2 run yet: re-run the command to finish stage 2."
+        w = self.winner
+        figures = ", ".join(f"{m} {mean_sd(w.stats(m))}" for m in self.metrics())
+        return (
+            f"{head}\n{table}\nWinner (best mean stage-2 {self.objective}): trial {w.trial.number}, "
+            f"{w.trial.user_attrs.get(Attr.N_PARAMS)} params: {figures} over {len(w.runs)} seed(s)."
+        )
+
+
+def describe_stage_two(settings: FinalistSettings) -> str:
+    seeds = ", ".join(map(str, settings.seeds))
+    changes = " ".join(settings.overrides) or "the stage-1 recipe"
+    return f"retrained with {changes}, seeds {seeds}"
+
+
+def mean_sd(stats: tuple[float, float] | None) -> str | None:
+    return None if stats is None else f"{stats[0]:.5g} ± {stats[1]:.2g}"
+
+
+def stage_two_summary(
+    finalists: list[Finalist], settings: FinalistSettings, objective: str, maximize: bool
+) -> StageTwo:
+    return StageTwo(settings, objective, finalists, winner(finalists, objective, maximize))
+
+
 def summarise(
-    study: optuna.Study, study_name: str, storage: str, n_trials: int, objectives: list[str], **where: str
+    study: optuna.Study,
+    study_name: str,
+    storage: str,
+    n_trials: int,
+    objectives: list[str],
+    stage_two: StageTwo | None = None,
+    **where: str,
 ) -> SweepSummary:
     """where: the user attrs that pick this run's trials (sweep=<id>)."""
     trials = study.get_trials(deepcopy=False)
     several = len(study.directions) > 1
+    rows = leaderboard_rows(study, objectives)
+    if stage_two is not None:
+        rows = with_stage_two(rows, stage_two)
     return SweepSummary(
         study_name=study_name,
         storage=storage,
@@ -53,10 +119,25 @@ def summarise(
         this_run=count(trials, **where),
         study_total=len(trials),
         counted=count(trials).counted,
-        rows=leaderboard_rows(study, objectives),
+        rows=rows,
         best=best_trained(study),
         pareto=pareto_entries(study, objectives) if several else [],
+        stage_two=stage_two,
     )
+
+
+def with_stage_two(rows: list[dict[str, object]], stage_two: StageTwo) -> list[dict[str, object]]:
+    """The finalists' stage-2 mean ± sd in columns before the params (which stay last)."""
+    by_trial = {f.trial.number: f for f in stage_two.finalists}
+    out = []
+    for row in rows:
+        finalist = by_trial.get(row["trial"])
+        params = row.pop("params")
+        for metric in stage_two.metrics():
+            row[f"final {metric}"] = mean_sd(finalist.stats(metric)) if finalist else None
+        row["params"] = params
+        out.append(row)
+    return out
 
 
 def score(trial: FrozenTrial) -> float | None:
@@ -89,10 +170,14 @@ def leaderboard_rows(study: optuna.Study, objectives: list[str]) -> list[dict[st
                 "n_params": trial.user_attrs.get(Attr.N_PARAMS),
                 "epochs_run": trial.user_attrs.get(Attr.EPOCHS_RUN, 0),
                 "seconds": None if seconds is None else round(seconds, 1),
-                "params": " ".join(f"{k}={v}" for k, v in trial.params.items()),
+                "params": " ".join(f"{k}={v}" for k, v in trial.params.items()) or preset_text(trial),
             }
         )
     return rows
+
+
+def preset_text(trial: FrozenTrial) -> str:
+    return " ".join(trial.user_attrs.get(Attr.OVERRIDES, []))
 
 
 def format_table(rows: list[dict[str, object]], limit: int) -> str:

@@ -4,6 +4,7 @@ the same code with hydra.sweeper.worker_id > 0 and leaves the summary to the com
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -15,17 +16,27 @@ from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from optuna_sweeper.budget import ParamBudget
 from optuna_sweeper.errors import SweepError, one_line
-from optuna_sweeper.outcomes import count, outcome_of
-from optuna_sweeper.publish import best_trial, publish
+from optuna_sweeper.finalists import (
+    FinalistSettings,
+    finalist_study_name,
+    finalists,
+    open_finalist_study,
+    queue_runs,
+    wait_for_round,
+    wait_until_settled,
+)
+from optuna_sweeper.outcomes import Attr, count, outcome_of
+from optuna_sweeper.progress import Progress
+from optuna_sweeper.publish import BestTrial, publish
 from optuna_sweeper.settings import Resolved, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, describe, first_value, override_key, override_text, parse_search_space
-from optuna_sweeper.storage import redact
+from optuna_sweeper.storage import load_study, redact
 from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
-from optuna_sweeper.summary import summarise
+from optuna_sweeper.summary import StageTwo, describe_stage_two, stage_two_summary, summarise
 from optuna_sweeper.trials import TrialLoop
 from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, stop_when_orphaned
 
@@ -54,6 +65,9 @@ class SweepCommand:
         )
         self.space: SearchSpace = parse_search_space(as_dict(self.settings.params), default_search + list(arguments))
         self.workers = WorkerPool()  # the processes this command started (none in a worker)
+        self.final_settings = FinalistSettings.from_config(self.settings.finalists)
+        self.loops: list[TrialLoop] = []  # stage 1, then stage 2 when it starts
+        self.progress: Progress | None = None
 
     def with_default_search(self, settings: DictConfig) -> tuple[DictConfig, list[str]]:
         """No params declared: search the app's `hparams_search/<default_hparams_search>` config, if it has one,
@@ -99,10 +113,12 @@ class SweepCommand:
             pruner=pruner_config(settings.pruner, run.directions),
             budget=ParamBudget(counter, settings.rejected_value) if counter else None,
             custom_space=load_callable(settings.custom_search_space, "custom_search_space"),
+            job_extra=self.quiet_jobs(),
+            launch_log=run.sweep_dir / "launches.log",
         )
         export = self.exporter(load_callable(settings.exporter, "exporter"))
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
-            enqueue_warm_start(study, settings.warm_start, self.space)
+            enqueue_warm_start(study, settings.warm_start, self.space, define_by_run=bool(settings.custom_search_space))
         loop.runs = self.start_mlflow(loop.pruner, study)
         remaining = max(0, settings.n_trials - count(study.get_trials(deepcopy=False)).counted)
         log.info(
@@ -113,28 +129,99 @@ class SweepCommand:
             settings.n_trials,
         )
         status = "FAILED"
+        self.loops = [loop]
+        self.progress = self.watch(study, settings.n_trials, run.objectives)
         try:
             if run.n_workers > 1 and not run.is_worker:
                 self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))
             if run.is_worker:
                 stop_when_orphaned(os.getppid())
             loop.run_until_done()
+            if self.final_settings.top_k:
+                self.run_stage_two(loop)
             status = "FINISHED"
             self.workers.wait()  # the summary and the exported best trial cover their trials too
         except KeyboardInterrupt:
             status = "KILLED"
             if run.is_worker:
                 ignore_further_interrupts()
-            loop.interrupt()
+            for each in self.loops:
+                each.interrupt()
             raise
         except BaseException as exc:
-            loop.fail_pending(exc)
+            for each in self.loops:
+                each.fail_pending(exc)
             raise
         finally:
             self.workers.stop(grace_s=INTERRUPT_GRACE_S if status == "KILLED" else 0.0)
+            if self.progress is not None:
+                self.progress.stop()
             self.finish(loop, status, export)
         self.check_workers_succeeded()
         return loop.returns
+
+    def run_stage_two(self, stage_one: TrialLoop) -> None:
+        """Every process of the sweep waits for stage 1 to settle, then takes stage-2 runs until none is left."""
+        run = self.run
+        wait_until_settled(stage_one.study, recover=stage_one.run_until_done)
+        if self.progress is not None:
+            self.progress.stop()
+        study, run_two = open_finalist_study(run)
+        if run.is_worker:
+            jobs = wait_for_round(study, run, is_alive=worker_alive)
+        else:
+            jobs = queue_runs(stage_one.study, study, self.final_settings, run.sweep_id)
+            log.info("Stage 2: %d runs (%s)", jobs, describe_stage_two(self.final_settings))
+        loop = dataclasses.replace(
+            stage_one,
+            run=run_two,
+            study=study,
+            space=SearchSpace(),
+            n_trials=jobs,
+            pruner=None,  # the full schedule, never stopped early
+            budget=None,  # the finalists passed the budget in stage 1
+            custom_space=None,
+            runs=stage_one.runs.for_study(run_two.study_name) if stage_one.runs else None,
+            preset_only=True,
+            subdir_prefix="final_",
+            pending=[],
+            returns=[],
+        )
+        self.loops.append(loop)
+        self.progress = self.watch(study, jobs, run_two.objectives, label=finalist_label, prefix="stage 2 ")
+        if loop.runs and not run.is_worker:
+            outcomes = {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
+            loop.runs.end_orphaned_trial_runs(outcomes.get)
+        loop.run_until_done()
+        stage_one.returns += loop.returns
+
+    def watch(self, study: optuna.Study, n_trials: int, objectives: list[str], **kw) -> Progress | None:
+        """The sweep command's progress view (a worker's console is its log file)."""
+        if self.run.is_worker or not self.settings.progress:
+            return None
+        return Progress(study, n_trials, objectives, **kw).start()
+
+    def quiet_jobs(self) -> list[str]:
+        """With the progress view on, Hydra's launch lines (hundreds of characters of overrides per trial) and the
+        jobs' INFO logs leave the console: the launcher's console handler (used by this process) and each job's
+        (by override) log WARNING and above; the jobs' log files and launches.log keep everything."""
+        if not self.settings.progress:
+            return []
+        import optuna  # its "Trial N finished" lines repeat the progress view's
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        hydra_cfg = self.config.hydra
+        for logging_cfg in (hydra_cfg.hydra_logging, self.launcher_config().hydra.hydra_logging):
+            console = OmegaConf.select(logging_cfg, "handlers.console")
+            if console is not None:
+                with open_dict(console), read_write(console):
+                    console.level = "WARNING"
+        if OmegaConf.select(hydra_cfg.job_logging, "handlers.console") is None:
+            return []  # an app's own job logging without a console handler: nothing to quieten
+        return ["++hydra.job_logging.handlers.console.level=WARNING"]
+
+    def launcher_config(self) -> DictConfig:
+        return getattr(self.launcher, "config", None) or self.config
 
     def probe_config(self) -> None:
         probe = [f"{k}={override_text(first_value(d))}" for k, d in self.space.distributions.items()]
@@ -188,11 +275,9 @@ class SweepCommand:
         and best a publish.BestTrial."""
         if app_exporter is None:
             return None
-        out_dir = Path(self.settings.found_model_dir) if self.settings.found_model_dir else None
 
-        def export(trial):
-            best = best_trial(trial, self.run.study_name, self.run.objectives, out_dir)
-            return app_exporter(self.compose(best.overrides, what=f"best trial {trial.number}"), best)
+        def export(best: BestTrial) -> Path:
+            return app_exporter(self.compose(best.overrides, what=f"best trial {best.number}"), best)
 
         return export
 
@@ -209,6 +294,7 @@ class SweepCommand:
             redact(run.storage_url),
             self.settings.n_trials,
             run.objectives,
+            stage_two=self.stage_two_summary(loop.study),
             sweep=run.sweep_id,
         )
         if status == "FINISHED":  # an interrupted worker exits non-zero: no news
@@ -216,7 +302,19 @@ class SweepCommand:
                 f"Worker {w.number} exited with status {w.process.returncode}: see {w.log_path}"
                 for w in self.workers.failed()
             ]
-        publish(summary, loop.study, run.objectives, run.sweep_dir, status, export, loop.runs)
+        out_dir = Path(self.settings.export_dir) if self.settings.export_dir else None
+        publish(summary, loop.study, run.objectives, run.sweep_dir, status, export, loop.runs, out_dir)
+
+    def stage_two_summary(self, stage_one: optuna.Study) -> StageTwo | None:
+        if not self.final_settings.top_k:
+            return None
+        try:
+            stage_two = load_study(self.run.storage_url, finalist_study_name(self.run.study_name))
+        except KeyError:  # the sweep stopped before stage 2
+            return None
+        maximize = self.run.directions[0] == "maximize"
+        found = finalists(stage_one, stage_two)
+        return stage_two_summary(found, self.final_settings, self.run.objectives[0], maximize)
 
     def check_workers_succeeded(self) -> None:
         failed = self.workers.failed()
@@ -228,6 +326,10 @@ class SweepCommand:
                 f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
                 "are kept in the study; fix the cause and re-run to continue."
             )
+
+
+def finalist_label(trial) -> str:
+    return f"trial {trial.user_attrs.get(Attr.FINALIST_OF)} seed {trial.user_attrs.get(Attr.SEED)}"
 
 
 def load_callable(path: str | None, what: str):

@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -54,6 +55,10 @@ class TrialLoop:
     budget: ParamBudget | None = None
     custom_space: CustomSpace | None = None
     runs: SweepRuns | None = None
+    preset_only: bool = False  # a stage-2 loop: only enqueued trials with preset overrides run; none is sampled
+    subdir_prefix: str = "trial_"  # the job's dir under the sweep dir
+    job_extra: list[str] = field(default_factory=list)  # overrides for every job (e.g. a quieter console)
+    launch_log: Path | None = None  # one line per launched job with all its overrides
     pending: list[PendingTrial] = field(default_factory=list)
     returns: list[JobReturn] = field(default_factory=list)
     # Only numbers Hydra's jobs (hydra.job.num); their dirs are trial_<number>, unique across all workers.
@@ -71,6 +76,8 @@ class TrialLoop:
             if grid_exhausted(self.study):
                 log.info("The grid is exhausted: every combination has been tried.")
                 return
+            if self.preset_only and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return  # the queued runs are all taken (the ones still running belong to other processes)
             batch = [pending for _ in range(min(self.run.n_jobs, remaining)) if (pending := self.ask())]
             if batch:
                 self.launch(batch)
@@ -91,11 +98,17 @@ class TrialLoop:
         trial = pending.trial
         trial.set_user_attr(Attr.SWEEP, self.run.sweep_id)
         trial.set_user_attr(Attr.WORKER, worker_name())
-        if self.surplus(trial):
+        preset = trial.user_attrs.get(Attr.PRESET)
+        if self.surplus(trial) or (self.preset_only and preset is None):
+            # preset_only: another process took the last queued run between our look and our ask
             trial.set_user_attr(Attr.SURPLUS, True)
             self.study.tell(trial, state=TrialState.FAIL)
             self.close(pending, Outcome.SURPLUS)
             return None
+        if preset is not None:  # a run queued with its overrides (stage 2): launched as it is, already budgeted
+            pending.overrides = list(preset)
+            trial.set_user_attr(Attr.OVERRIDES, pending.overrides)
+            return pending
         pending.overrides = sample_overrides(trial, self.space) + self.custom_overrides(trial)
         trial.set_user_attr(Attr.OVERRIDES, pending.overrides)
         if self.budget is None:
@@ -117,13 +130,16 @@ class TrialLoop:
         return sum(outcome_of(t) in COUNTED for t in earlier) >= self.n_trials
 
     def custom_overrides(self, trial: optuna.Trial) -> list[str]:
-        """hydra.sweeper.custom_search_space(cfg, trial): its suggest_* calls and its returned dict, as overrides."""
+        """hydra.sweeper.custom_search_space(cfg, trial). Returning None (as hydra-optuna-sweeper's extender does), each
+        param it suggested becomes an override of the same name. Returning a dict (define-by-run), the dict is the
+        trial's overrides and its suggested params are only search coordinates (e.g. "s2.w1" -> model.stages)."""
         if self.custom_space is None:
             return []
         declared = set(trial.params)
-        extra = self.custom_space(self.app_config, trial) or {}
-        suggested = {k: v for k, v in trial.params.items() if k not in declared}
-        return [f"{k}={Transformer.str(v)}" for k, v in {**suggested, **extra}.items()]
+        extra = self.custom_space(self.app_config, trial)
+        if extra is None:
+            extra = {k: v for k, v in trial.params.items() if k not in declared}
+        return [f"{k}={Transformer.str(v)}" for k, v in extra.items()]
 
     def reject(self, pending: PendingTrial, size: Size) -> None:
         trial = pending.trial
@@ -136,7 +152,12 @@ class TrialLoop:
 
     # ------------------------------------------------------------ launch and tell
     def launch(self, batch: list[PendingTrial]) -> None:
-        overrides = [pending.overrides + self.job_link(pending.trial) for pending in batch]
+        overrides = [pending.overrides + self.job_link(pending.trial) + self.job_extra for pending in batch]
+        if self.launch_log is not None:
+            self.launch_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.launch_log.open("a") as f:
+                for pending, line in zip(batch, overrides, strict=True):
+                    f.write(f"{self.run.study_name} trial {pending.trial.number}: {' '.join(line)}\n")
         returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         self.job_idx += len(batch)
         for pending, job_return in zip(batch, returns, strict=False):
@@ -151,8 +172,15 @@ class TrialLoop:
             "trial_number": trial.number,
             "pruner": self.pruner,
         }
-        overrides = [f"++optuna={Transformer.str(link)}", f"hydra.sweep.subdir=trial_{trial.number}"]
-        return overrides + (self.runs.job_overrides(trial.number) if self.runs else [])
+        overrides = [f"++optuna={Transformer.str(link)}", f"hydra.sweep.subdir={self.subdir_prefix}{trial.number}"]
+        if not self.runs:
+            return overrides
+        finalist_of = trial.user_attrs.get(Attr.FINALIST_OF)
+        if finalist_of is None:
+            return overrides + self.runs.job_overrides(trial.number)
+        seed = trial.user_attrs.get(Attr.SEED)
+        tags = {"optuna_role": "finalist", "optuna_finalist_of": str(finalist_of), "optuna_seed": str(seed)}
+        return overrides + self.runs.job_overrides(trial.number, f"finalist-{finalist_of}-seed{seed}", tags)
 
     def tell(self, pending: PendingTrial, job_return: JobReturn) -> None:
         outcome = job_outcome(job_return)  # the exception when the job failed
@@ -160,6 +188,7 @@ class TrialLoop:
             values, problem = objective_values(outcome, self.run.objectives, len(self.run.directions))
             if problem:
                 return self.fail(pending, problem)
+            pending.trial.set_user_attr(Attr.METRICS, numbers_in(outcome))
             self.study.tell(pending.trial, values)
             self.close(pending, Outcome.COMPLETE)
         elif isinstance(outcome, optuna.TrialPruned):
@@ -210,6 +239,21 @@ class TrialLoop:
         """The sweep stopped on an error: never leave a trial RUNNING behind."""
         for pending in list(self.pending):
             self.fail(pending, f"the sweep stopped: {type(exc).__name__}: {one_line(exc)}")
+
+
+def numbers_in(outcome: Any) -> dict[str, float]:
+    """The finite numbers a job returned as a dict (its objectives and whatever else it reports)."""
+    if not isinstance(outcome, dict | DictConfig):
+        return {}
+    found = {}
+    for key, value in outcome.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            found[str(key)] = number
+    return found
 
 
 def objective_values(outcome: Any, objectives: list[str], n_directions: int) -> tuple[list[float], str]:

@@ -59,7 +59,12 @@ def load(cwd: Path, name: str = STUDY) -> optuna.Study:
 
 def launched(cwd: Path) -> dict[int, dict]:
     """Trial number -> what the job wrote: only trials whose job actually ran are here."""
-    return {int(p.stem): json.loads(p.read_text()) for p in (cwd / "jobs").glob("*.json")}
+    return {int(p.stem): json.loads(p.read_text()) for p in (cwd / "jobs").glob("*.json") if p.stem.isdigit()}
+
+
+def launched_finals(cwd: Path) -> dict[int, dict]:
+    """Stage-2 run number (in the finalist study) -> what its job wrote."""
+    return {int(p.stem[6:]): json.loads(p.read_text()) for p in (cwd / "jobs").glob("final-*.json")}
 
 
 def by_state(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:

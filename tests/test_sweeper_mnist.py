@@ -30,7 +30,7 @@ def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tm
         "hydra.sweeper.n_workers=2",
         "trainer.epochs=1",
         "dataset.train_limit=2000",
-        f"hydra.sweeper.found_model_dir={conf / 'model' / 'found'}",
+        f"hydra.sweeper.export_dir={conf / 'model' / 'found'}",
         cwd=tmp_path,
     )
     print(result.stdout[-4000:], result.stderr[-4000:])

@@ -217,7 +217,9 @@ def test_summary_and_its_publication(tmp_path, capsys):
 
     exported = []
     publish(summary, study, ["val_acc"], tmp_path, "FINISHED", export=lambda t: exported.append(t) or tmp_path)
-    assert exported == [summary.best] and "Best trial 0 written to" in capsys.readouterr().out
+    assert [best.number for best in exported] == [summary.best.number]
+    assert exported[0].overrides == ["x=0.5", "head=gap"] and exported[0].chosen_by == "stage 1"
+    assert "Best trial 0 (chosen by stage 1) written to" in capsys.readouterr().out
     assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.csv", "summary.txt", "best_trial.yaml"}
     best = yaml.safe_load((tmp_path / "best_trial.yaml").read_text())
     assert best == {"study": "s", "trial": 0, "values": {"val_acc": 0.8}, "n_params": 700, "overrides": overrides}

@@ -15,6 +15,8 @@ class TPESamplerConf:
     n_startup_trials: int = 8
     # Parallel workers see each other's running trials as provisional "bad" results instead of re-sampling them.
     constant_liar: bool = True
+    multivariate: bool = False  # model the params jointly (Optuna calls it experimental; the sweeper hushes that)
+    group: bool = False  # with multivariate: one model per set of params that occur together (define-by-run spaces)
 
 
 @dataclass
@@ -90,6 +92,17 @@ class SuccessiveHalvingPrunerConf:
 
 
 @dataclass
+class FinalistsConf:
+    """Stage 2: the top_k trials of stage 1, retrained with `overrides` on top of theirs, once per seed."""
+
+    top_k: int = 2  # 0: no stage 2 (the sweep ends with stage 1, as hydra-optuna-sweeper does)
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    seed_key: str = "seed"  # the app's config key for the random seed
+    overrides: list[str] = field(default_factory=list)  # e.g. the full schedule, where stage 1 trains a short one
+    report: list[str] = field(default_factory=list)  # other returned numbers shown as mean ± sd, e.g. [test_acc]
+
+
+@dataclass
 class OptunaSweeperConf:
     """The keys of the released hydra-optuna-sweeper keep their meaning (the plugin says so at start-up where one
     works differently); the rest are this sweeper's."""
@@ -123,7 +136,11 @@ class OptunaSweeperConf:
     # values, overrides, n_params and out_dir) in a form the app loads, e.g. a model config. best_trial.yaml in the
     # sweep dir is written either way.
     exporter: str | None = None
-    found_model_dir: str | None = None  # given to the exporter as out_dir
+    export_dir: str | None = None  # given to the exporter as out_dir (None: the app chooses)
+    finalists: FinalistsConf = field(default_factory=FinalistsConf)
+    # One line per finished trial across all workers on the console; Hydra's launch lines and the jobs' INFO logs
+    # go to the log files only (launches.log in the sweep dir, each job's own log). false: Hydra's usual output.
+    progress: bool = True
     mlflow: bool = True  # parent run per sweep, nested child run per trial (when the app has a `tracking` node)
     rejected_value: float = 0.0  # objective value an over-budget trial is told (n_params gets the real count)
     # Set by the sweeper on the workers it starts, never by hand: the worker's number (0: the command the user

@@ -2,10 +2,12 @@
 
 
 def epochs_for_small_models(cfg, trial):
-    """Conditional space: only the smallest width searches its epoch count; every trial gets a fixed extra."""
+    """Conditional space: only the smallest width searches its epoch count; every trial gets a fixed extra. The
+    returned dict is the trial's overrides (define-by-run: a suggested param is an override only when returned)."""
+    extra = {"epoch_seconds": 0.0}
     if trial.params["width"] == 4:
-        trial.suggest_int("epochs", 2, 3)
-    return {"epoch_seconds": 0.0}
+        extra["epochs"] = trial.suggest_int("epochs", 2, 3)
+    return extra
 
 
 def fail_in_workers(cfg, trial):

@@ -1,0 +1,116 @@
+"""The search family (mnist_sweep.family) and its define-by-run space (mnist_sweep.search_space): both seeds the
+search starts from are members layer for layer, every sampled architecture builds, and a knob is sampled only
+when its layer exists."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mnist_sweep.family import build_family
+from mnist_sweep.models import count_parameters
+from mnist_sweep.search_space import family_space
+from mnist_sweep.train import build_model
+
+from .helpers import compose_config
+
+SEEDS = {"gap8k": ("family", 7788), "pool7k": ("family_pool7k", 6790)}
+
+
+def layers(model: torch.nn.Module) -> list[tuple[str, tuple]]:
+    """Every module's type and every parameter's shape, in order: two nets with equal lists are the same net."""
+    kinds = [type(m).__name__ for m in model.modules() if not list(m.children())]
+    return kinds + [tuple(p.shape) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_each_seed_is_a_member_of_the_family_layer_for_layer(seed):
+    member, count = SEEDS[seed]
+    as_family = build_model(compose_config(f"model={member}").model)
+    original = build_model(compose_config(f"model={seed}").model)
+    assert count_parameters(as_family) == count_parameters(original) == count
+    assert layers(as_family) == layers(original)
+    assert as_family(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def warm_start_entries() -> list[dict]:
+    search = OmegaConf.load(compose_config().hydra.runtime.config_sources[1].path + "/hparams_search/mnist_family.yaml")
+    return OmegaConf.to_container(search.hydra.sweeper.warm_start)
+
+
+@pytest.mark.parametrize("index,seed", [(0, "gap8k"), (1, "pool7k")])
+def test_the_warm_start_is_each_seed_exactly(index, seed):
+    """The space's warm-start entries, replayed through the define-by-run function, build the seeds themselves."""
+    study = optuna.create_study(direction="maximize")
+    entry = {k: v for k, v in warm_start_entries()[index].items() if "." not in k or k.startswith(("s", "final."))}
+    architecture = {k: v for k, v in entry.items() if not k.startswith(("optimizer.", "trainer.", "augmentation"))}
+    study.enqueue_trial(architecture)
+    trial = study.ask()
+    overrides = family_space(None, trial)
+    assert not set(trial.params) - set(architecture), "the seed's entry must fix every knob its architecture uses"
+    cfg = compose_config("model=family")
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    net = build_model(cfg.model)
+    assert layers(net) == layers(build_model(compose_config(f"model={seed}").model))
+
+
+def test_every_sampled_architecture_builds_and_asks_only_for_the_knobs_it_uses():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(300):
+        trial = study.ask()
+        o = family_space(None, trial)
+        net = build_family(
+            o["model.stages"],
+            padding=o["model.padding"],
+            order=o["model.order"],
+            bias=o["model.bias"],
+            dropout=o["model.dropout"],
+            dropout_at=o["model.dropout_at"],
+            squeeze_act=o["model.squeeze_act"],
+            separable=o["model.separable"],
+            head=o["model.head"],
+        )
+        assert net(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+        stages = o["model.stages"]
+        n = len(stages)
+        # Knobs of stages the net does not have are never sampled; nor a squeeze width without a squeeze.
+        assert not [k for k in trial.params if k.startswith(tuple(f"s{i}." for i in range(n + 1, 6)))]
+        for i, stage in enumerate(stages, 1):
+            assert (f"s{i}.squeeze" in trial.params) == (
+                stage["after"].startswith("squeeze") and not (i == n and o["model.head"] == "gap_direct")
+            )
+            assert not [
+                k for k in trial.params if k.startswith(f"s{i}.w") and int(k[len(f"s{i}.w") :]) > len(stage["widths"])
+            ]
+        assert ("squeeze_act" in trial.params) == any(s["after"].startswith("squeeze") for s in stages)
+        assert ("dropout_at" in trial.params) == (o["model.dropout"] > 0)
+        study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize(
+    "knobs,problem",
+    [
+        ({"stages": []}, "family stages must list 1 to"),
+        ({"stages": [{"widths": []}]}, "needs widths"),
+        ({"stages": [{"widths": [8], "after": "zigzag"}]}, "after must be one of"),
+        ({"stages": [{"widths": [8], "after": "squeeze"}]}, "needs squeeze"),
+        ({"stages": [{"widths": [8]}], "head": "gap_direct"}, "must end with 10 channels"),
+        ({"stages": [{"widths": [8]}], "dropout_at": "everywhere"}, "dropout_at must be one of"),
+    ],
+)
+def test_a_bad_family_knob_is_refused_with_its_name(knobs, problem):
+    with pytest.raises(ValueError, match=problem):
+        build_family(**knobs)
+
+
+def test_stride2_and_separable_convs_shrink_the_map_and_the_weights():
+    plain = build_family([{"widths": [8, 16], "after": "pool"}, {"widths": [16, 16]}], padding=1)
+    strided = build_family([{"widths": [8, 16], "after": "stride2"}, {"widths": [16, 16]}], padding=1)
+    separable = build_family([{"widths": [8, 16], "after": "pool"}, {"widths": [16, 16]}], padding=1, separable=True)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.modules())
+    assert any(getattr(m, "stride", None) == (2, 2) for m in strided.modules())
+    assert count_parameters(strided) == count_parameters(plain)
+    assert count_parameters(separable) < count_parameters(plain) / 3
