@@ -242,6 +242,12 @@ class SweepCommand:
             "n_workers": run.n_workers,
             "directions": ",".join(run.directions),
             "objectives": ",".join(run.objectives),
+            "custom_search_space": settings.custom_search_space or "none",
+            "finalists": (
+                f"top {self.final_settings.top_k}, seeds {self.final_settings.seeds}"
+                if self.final_settings.top_k
+                else "none"
+            ),
         }
         params.update({f"space.{k}": describe(d) for k, d in self.space.distributions.items()})
         params.update({f"fixed.{override_key(k)}": v for k, v in self.space.fixed.items()})

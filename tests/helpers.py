@@ -24,9 +24,10 @@ STUDY = "app-max_val_acc"  # the toy app's default study name
 register_configs()
 
 
-def compose_config(*overrides: str) -> DictConfig:
+def compose_config(*overrides: str, with_hydra: bool = False) -> DictConfig:
+    """with_hydra: keep the hydra node (as a sweep's composed trial config has it)."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

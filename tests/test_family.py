@@ -14,7 +14,7 @@ from mnist_sweep.models import count_parameters
 from mnist_sweep.search_space import family_space
 from mnist_sweep.train import build_model
 
-from .helpers import compose_config
+from .helpers import CONF, compose_config
 
 SEEDS = {"gap8k": ("family", 7788), "pool7k": ("family_pool7k", 6790)}
 
@@ -36,7 +36,7 @@ def test_each_seed_is_a_member_of_the_family_layer_for_layer(seed):
 
 
 def warm_start_entries() -> list[dict]:
-    search = OmegaConf.load(compose_config().hydra.runtime.config_sources[1].path + "/hparams_search/mnist_family.yaml")
+    search = OmegaConf.load(CONF / "hparams_search" / "mnist_family.yaml")
     return OmegaConf.to_container(search.hydra.sweeper.warm_start)
 
 

@@ -58,11 +58,13 @@ def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     experiment, parent, _ = sweep_run(tmp_path)
     params = parent.data.params
-    assert params["fixed.hparams_search"] == "default" and params["fixed.budget.max_params"] == "8000"
-    assert {"space.model.ch1", "space.model.head", "space.optimizer.lr"} <= set(params)
+    assert params["fixed.hparams_search"] == "default"
+    assert {"space.optimizer.lr", "space.trainer.batch_size", "space.augmentation"} <= set(params)
+    assert params["custom_search_space"] == "mnist_sweep.search_space.family_space"  # the define-by-run half
+    assert params["finalists"] == "top 2, seeds [1, 2, 3]"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
-    # The space's warm start (gap8k and pool7k in the family's knobs), queued for the first trials.
+    # The space's warm start (gap8k and pool7k, exactly), queued for the first trials.
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * 2
 
 
@@ -95,7 +97,14 @@ def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp
     assert parent.data.params["fixed.hparams_search"] == "my_search"
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
     assert [set(t.params) for t in study.trials] == [{"optimizer.lr", "trainer.batch_size"}]
-    assert len(children) == 1 and children[0].info.status == "FINISHED"
+    # Stage 2 is on by default: the one trial, retrained with seeds 1, 2 and 3.
+    finals = [r for r in children if r.data.tags.get("optuna_role") == "finalist"]
+    assert len(children) == 4 and sorted(r.data.tags["optuna_seed"] for r in finals) == ["1", "2", "3"]
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert (
+        "Stage 2: the top 2 of stage 1" in result.stdout
+        and "Winner (best mean stage-2 val_acc): trial 0" in result.stdout
+    )
 
 
 def test_a_sweep_against_an_absent_tracking_server_stops_at_once_and_records_nothing(tmp_path):

@@ -3,6 +3,8 @@ its counts, objective values, the leaderboard and summary, the best-trial files 
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 import yaml
@@ -10,7 +12,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from mnist_sweep.trial import export_found_model
+from mnist_sweep.trial import export_found_recipe
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
 from optuna_sweeper.publish import best_trial, publish
@@ -28,7 +30,7 @@ from optuna_sweeper.storage import in_memory, redact, resolve_storage
 from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
 from optuna_sweeper.trials import objective_values
 
-from .helpers import compose_config
+from .helpers import REPO, compose_config
 
 DIST = {"x": FloatDistribution(0, 1), "head": CategoricalDistribution(("gap", "linear"))}
 
@@ -222,20 +224,56 @@ def test_summary_and_its_publication(tmp_path, capsys):
     assert "Best trial 0 (chosen by stage 1) written to" in capsys.readouterr().out
     assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.csv", "summary.txt", "best_trial.yaml"}
     best = yaml.safe_load((tmp_path / "best_trial.yaml").read_text())
-    assert best == {"study": "s", "trial": 0, "values": {"val_acc": 0.8}, "n_params": 700, "overrides": overrides}
+    assert best == {
+        "study": "s",
+        "trial": 0,
+        "chosen_by": "stage 1",
+        "values": {"val_acc": 0.8},
+        "n_params": 700,
+        "overrides": overrides,
+    }
 
 
-def test_the_apps_exporter_writes_a_model_config_that_composes(tmp_path):
-    overrides = ["model=family", "model.blocks=3", "optimizer.lr=0.05", "+hparams_search=default"]
+def test_the_apps_exporter_writes_the_whole_recipe_into_the_launch_dir_and_hydra_finds_it(tmp_path, monkeypatch):
+    stages = "[{widths:[8,12],after:pool},{widths:[16,10]}]"
+    overrides = [
+        "model=family",
+        f"model.stages={stages}",
+        "model.head=gap_direct",
+        "optimizer.lr=0.05",
+        "augmentation=affine_light",
+        "trainer.epochs=15",
+        "trainer.evaluate_test=true",
+        "trainer.progress=false",
+        "+hparams_search=default",
+        "++optuna={storage:x,study_name:y}",
+        "tracking.log_model=true",
+    ]
     frozen = trial(TrialState.COMPLETE, 0.99, **{Attr.OVERRIDES: overrides, Attr.N_PARAMS: 1234})
-    cfg = compose_config("model=family", "model.blocks=3")
-    path = export_found_model(cfg, best_trial(frozen, "my study", ["val_acc"], out_dir=tmp_path / "model" / "found"))
-    assert path == tmp_path / "model" / "found" / "my_study.yaml"
+    best = dataclasses.replace(
+        best_trial(frozen, "my study", ["val_acc"], out_dir=None),
+        final={"val_acc": (0.994, 0.0004), "test_acc": (0.9941, 0.0003)},
+        seeds=[1, 2, 3],
+    )
+    monkeypatch.chdir(tmp_path)  # the launch directory
+    cfg = compose_config(*[o for o in overrides if not o.startswith("++")], with_hydra=True)
+    path = export_found_recipe(cfg, best)
+    assert path == tmp_path / "found_configs" / "experiment" / "found" / "my_study.yaml"
+    assert not list((REPO / "conf" / "experiment").glob("found*")), "nothing may be written into the package"
     text = path.read_text()
-    assert "python -m mnist_sweep model=found/my_study optimizer.lr=0.05 +hparams_search=default" in text
-    model = yaml.safe_load(text)
-    assert model["name"] == "found_my_study" and model["blocks"] == 3 and model["declared_params"] == 1234
-    assert compose_config(f"hydra.searchpath=[file://{tmp_path}]", "model=found/my_study").model.blocks == 3
+    assert (
+        "test_acc 0.9941 ± 0.0003" in text and "python -m mnist_sweep -m experiment=found/my_study seed=1,2,3" in text
+    )
+    preset = yaml.safe_load(text)
+    assert {"override /model": "family"} in preset["defaults"]
+    assert {"override /augmentation": "affine_light"} in preset["defaults"]
+    assert "optuna" not in preset and "tracking" not in preset and "progress" not in preset["trainer"]
+    # Hydra finds it in the launch directory through conf/config.yaml's search path: no searchpath to type.
+    again = compose_config("experiment=found/my_study", with_hydra=True)
+    assert again.model.stages[1].widths == [16, 10] and again.model.head == "gap_direct"
+    assert again.optimizer.lr == 0.05 and again.trainer.epochs == 15 and again.trainer.evaluate_test
+    assert again.hydra.runtime.choices["augmentation"] == "affine_light"
+    assert again.model.name == "found_my_study"
 
 
 # ------------------------------------------------------------------ small helpers
@@ -290,3 +328,54 @@ def test_every_trial_ends_with_exactly_one_mlflow_run_in_a_final_state(tmp_path)
     assert client.get_run(other.info.run_id).data.tags["optuna_state"] == "INTERRUPTED"
     assert client.get_run(live.info.run_id).info.status == "RUNNING"
     assert client.get_run(runs.parent_id).info.status == "RUNNING"  # the sweep's own run has no trial tag
+
+
+# ------------------------------------------------------------------ stage 2 and pruning, in parts
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_trial_is_pruned_at_any_step_but_its_last():
+    from optuna_sweeper.job import TrialLink
+
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    link = TrialLink(study.ask(), pruning=True)
+    link.report(15, 0.99, last=True)  # finished: reported, never thrown away
+    assert link.trial.storage.get_trial(link.trial._trial_id).intermediate_values == {15: 0.99}
+    with pytest.raises(optuna.TrialPruned):
+        TrialLink(study.ask(), pruning=True).report(3, 0.5)
+
+
+def test_learning_curves_are_recorded_without_a_pruner():
+    from optuna_sweeper.job import TrialLink
+
+    study = optuna.create_study(direction="maximize")
+    link = TrialLink(study.ask(), pruning=False)
+    for epoch in (1, 2):
+        link.report(epoch, 0.5 + epoch / 10)
+    assert study.trials[0].intermediate_values == {1: 0.6, 2: 0.7}
+
+
+def test_finalists_are_the_best_distinct_trained_trials_and_their_runs_override_the_recipe():
+    from optuna_sweeper.finalists import FinalistSettings, choose, job_overrides
+
+    study = optuna.create_study(direction="maximize")
+    for number, (value, overrides, extra) in enumerate(
+        [
+            (0.97, ["x=1", "trainer.epochs=5"], {}),
+            (0.99, ["x=2", "trainer.epochs=5"], {}),
+            (0.99, ["x=2", "trainer.epochs=5"], {}),  # the same recipe again (e.g. a warm-start copy)
+            (0.0, ["x=3"], {Attr.REJECTED: True}),  # over budget: never trained
+            (0.98, ["x=4", "trainer.epochs=5"], {}),
+        ]
+    ):
+        study.add_trial(trial(TrialState.COMPLETE, value, **{Attr.OVERRIDES: overrides, **extra}))
+        assert study.trials[-1].number == number
+    assert [t.number for t in choose(study, 2)] == [1, 4]
+    settings = FinalistSettings(2, [1, 2], "seed", ["trainer.epochs=15", "+extra=1"], ["test_acc"])
+    assert job_overrides(study.trials[1], 2, settings) == ["x=2", "trainer.epochs=15", "+extra=1", "seed=2"]
+    with pytest.raises(SweepError, match="repeats a seed"):
+        FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "seeds": [1, 1]}))
+    with pytest.raises(SweepError, match="top_k must be 0"):
+        FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "top_k": -1}))
