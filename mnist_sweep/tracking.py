@@ -189,7 +189,7 @@ def log_result(result: FitResult, test_acc: float | None, n_params: int, macs: i
         "macs": macs,
         "epochs_run": len(result.history),
         "train_seconds": result.train_seconds,
-        "epoch_seconds": result.train_seconds / max(len(result.history), 1),
+        "seconds_per_epoch": result.train_seconds / max(len(result.history), 1),  # (epoch_seconds: per step)
         "images_per_second": result.images_per_second,
     }
     mlflow.log_metrics(metrics if test_acc is None else {**metrics, "test_acc": test_acc})

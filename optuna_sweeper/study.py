@@ -71,13 +71,16 @@ def pruner_config(pruner_cfg: DictConfig, directions: list[str]) -> dict | None:
     return as_dict
 
 
-def enqueue_warm_start(study: optuna.Study, warm_start: Any, space: SearchSpace, define_by_run: bool = False) -> None:
-    """define_by_run: a custom_search_space suggests params of its own, so names outside hydra.sweeper.params are
-    its params (passed to Optuna as they are: its suggest_* call takes the queued value)."""
+def enqueue_warm_start(
+    study: optuna.Study, warm_start: Any, space: SearchSpace, custom_space: Any = None, app_config: Any = None
+) -> None:
+    """custom_space (define-by-run) suggests params of its own: an entry may name them too (passed to Optuna as
+    they are: its suggest_* call takes the queued value). Which names it asks for is found by a dry run of the
+    function on the entry, in a throwaway in-memory study."""
     for index, entry in enumerate(warm_start or []):
         params = OmegaConf.to_container(entry)
-        unknown = sorted(set(params) - set(space.distributions))
-        if unknown and not define_by_run:
+        unknown = sorted(set(params) - set(space.distributions) - asked_by(custom_space, app_config, params))
+        if unknown:
             raise SweepError(
                 f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
                 f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}, "
@@ -88,6 +91,26 @@ def enqueue_warm_start(study: optuna.Study, warm_start: Any, space: SearchSpace,
         }
         # skip_if_exists: a re-run of the same command does not queue the seeds again.
         study.enqueue_trial(encoded, user_attrs={Attr.WARM_START: index}, skip_if_exists=True)
+
+
+def asked_by(custom_space: Any, app_config: Any, params: dict[str, Any]) -> set[str]:
+    """The params custom_space suggests for a trial queued with these values (none without a custom space)."""
+    if custom_space is None:
+        return set()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line per entry
+    try:
+        dry = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+        dry.enqueue_trial(params)
+        trial = dry.ask()
+        custom_space(app_config, trial)
+    except Exception as exc:
+        raise SweepError(
+            f"hydra.sweeper.custom_search_space failed on warm-start entry {params}: {one_line(exc)}"
+        ) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return set(trial.params)
 
 
 def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:

@@ -118,7 +118,7 @@ class SweepCommand:
         )
         export = self.exporter(load_callable(settings.exporter, "exporter"))
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
-            enqueue_warm_start(study, settings.warm_start, self.space, define_by_run=bool(settings.custom_search_space))
+            enqueue_warm_start(study, settings.warm_start, self.space, loop.custom_space, self.config)
         loop.runs = self.start_mlflow(loop.pruner, study)
         remaining = max(0, settings.n_trials - count(study.get_trials(deepcopy=False)).counted)
         log.info(

@@ -52,9 +52,9 @@ CASES = {
     "experiment option": (["experiment=nosuch"], "experiment/nosuch"),
     # models and the budget
     "over budget": (["budget.max_params=5000"], "over budget.max_params=5,000"),
-    "family blocks": (["model=family", "model.blocks=9"], "family blocks must be between"),
-    "family transition": (["model=family", "model.transition=zigzag"], "family transition must be one of"),
-    "family width": (["model=family", "model.ch1=0"], "family channels must be positive"),
+    "family stages": (["model=family", "model.stages=[]"], "family stages must list 1 to"),
+    "family after": (["model=family", "model.stages=[{widths:[8],after:zigzag}]"], "after must be one of"),
+    "family width": (["model=family", "model.stages=[{widths:[0]}]"], "needs widths, a list of positive"),
     "family head": (["model=family", "model.head=none"], "family head must be one of"),
     "augmentation value": (["augmentation=affine", "augmentation.steps.0.degrees=-3"], "augmentation"),
     # data

@@ -1,9 +1,12 @@
-"""One real sweep on MNIST: 3 trained trials of 1 epoch on 2,000 images by two worker processes, MLflow in a temp
-dir. Checks the MLflow layout (one parent run for the sweep, a nested child per trial whichever process ran it,
-tagged with its Optuna state) and that the exported best model config retrains with
-`python -m mnist_sweep model=found/<study>`."""
+"""One real two-stage sweep on MNIST: 3 trained trials of 1 epoch on 2,000 images by two worker processes, then
+the best trial retrained with seeds 1 and 2, MLflow in a temp dir. Checks the MLflow layout (one parent run for
+the sweep, a nested child per trial and per finalist run whichever process ran it), that stage 1 never looks at
+the test split while each finalist run does once, that nothing is written into the package, and that the exported
+recipe reproduces the finalist's figure with `python -m mnist_sweep experiment=found/<study>`."""
 
 from __future__ import annotations
+
+import subprocess
 
 import mlflow
 import optuna
@@ -13,28 +16,42 @@ from mlflow.tracking import MlflowClient
 from optuna_sweeper.outcomes import Outcome, outcome_of
 from optuna_sweeper.storage import open_storage
 
-from .helpers import run_cli
+from .helpers import REPO, run_cli
 
 pytestmark = pytest.mark.slow  # every test here starts a subprocess that trains or sweeps
 
 STUDY = "mnist_sweep-max_val_acc"
 
 
-def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tmp_path, mnist_root, monkeypatch):
+def package_tree_changes() -> str:
+    """Untracked or modified files under conf/ and mnist_sweep/ (what a sweep must never write)."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "conf", "mnist_sweep"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_real_two_stage_sweep_nests_its_runs_tests_finalists_once_and_exports_a_recipe_that_reproduces(
+    tmp_path, mnist_root, monkeypatch
+):
     monkeypatch.setenv("MNIST_SWEEP_DATA", mnist_root)
-    conf = tmp_path / "extra_conf"
+    before = package_tree_changes()
     result = run_cli(
         "-m",
         "hydra/sweeper=optuna",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.n_workers=2",
+        "hydra.sweeper.finalists.top_k=1",
+        "hydra.sweeper.finalists.seeds=[1,2]",
         "trainer.epochs=1",
         "dataset.train_limit=2000",
-        f"hydra.sweeper.export_dir={conf / 'model' / 'found'}",
         cwd=tmp_path,
     )
     print(result.stdout[-4000:], result.stderr[-4000:])
     assert result.returncode == 0
+    assert package_tree_changes() == before, "a sweep wrote into the package tree"
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
     trained = [t for t in study.trials if t.state.is_finished() and outcome_of(t) != Outcome.REJECTED]
@@ -47,21 +64,21 @@ def test_real_sweep_nests_trial_runs_under_the_sweep_run_and_exports_the_best(tm
     parents = [r for r in runs if r.data.tags.get("optuna_role") == "sweep"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # one for the sweep, its worker included
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == len(study.trials)  # trained, pruned and rejected trials alike
-    for run in children:
+    stage_one = [r for r in children if r.data.tags.get("optuna_study") == STUDY]
+    finals = [r for r in children if r.data.tags.get("optuna_role") == "finalist"]
+    assert len(stage_one) == len(study.trials) and len(finals) == 2  # trained, pruned and rejected trials alike
+    for run in stage_one:
         trial = study.trials[int(run.data.tags["optuna_trial"])]
-        expected = outcome_of(trial).value
-        assert run.data.tags["optuna_state"] == expected and run.data.tags["optuna_study"] == STUDY
-        assert run.info.status == "FINISHED"
+        assert run.data.tags["optuna_state"] == outcome_of(trial).value and run.info.status == "FINISHED"
+        assert "test_acc" not in run.data.metrics  # stage 1 ranks on validation only
+    assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in finals)
+    assert "Stage 2: the top 1 of stage 1" in result.stdout and "Winner (best mean stage-2 val_acc)" in result.stdout
 
+    found = tmp_path / "found_configs" / "experiment" / "found" / f"{STUDY}.yaml"
+    assert found.exists() and f"experiment=found/{STUDY} seed=1,2" in found.read_text()
     mlflow.set_tracking_uri("")  # leave no global state behind for other tests
-    retrain = run_cli(
-        f"hydra.searchpath=[file://{conf}]",
-        f"model=found/{STUDY}",
-        "trainer.epochs=1",
-        "dataset.train_limit=2000",
-        "tracking.log_model=false",
-        cwd=tmp_path,
-    )
+    retrain = run_cli(f"experiment=found/{STUDY}", "seed=1", "tracking.log_model=false", cwd=tmp_path)
     print(retrain.stdout[-2000:], retrain.stderr[-2000:])
-    assert retrain.returncode == 0 and "test accuracy" in retrain.stdout
+    assert retrain.returncode == 0
+    (seed_one,) = [r for r in finals if r.data.tags["optuna_seed"] == "1"]
+    assert f"test accuracy     : {100 * seed_one.data.metrics['test_acc']:.2f}%" in retrain.stdout
