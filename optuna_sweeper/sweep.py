@@ -216,6 +216,9 @@ class SweepCommand:
             if console is not None:
                 with open_dict(console), read_write(console):
                     console.level = "WARNING"
+        for handler in logging.getLogger().handlers:  # as configured already, before the first launch
+            if type(handler) is logging.StreamHandler:  # the console, not a FileHandler (a subclass)
+                handler.addFilter(start_up_lines_only)
         if OmegaConf.select(hydra_cfg.job_logging, "handlers.console") is None:
             return []  # an app's own job logging without a console handler: nothing to quieten
         return ["++hydra.job_logging.handlers.console.level=WARNING"]
@@ -332,6 +335,12 @@ class SweepCommand:
                 f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
                 "are kept in the study; fix the cause and re-run to continue."
             )
+
+
+def start_up_lines_only(record: logging.LogRecord) -> bool:
+    """The console before the first launch: the sweep's own start-up lines (the study, the workers' log files) and
+    warnings; after it, Hydra's logging config (its console at WARNING) takes over."""
+    return record.levelno >= logging.WARNING or record.name in (__name__, "optuna_sweeper.workers")
 
 
 def finalist_label(trial) -> str:
