@@ -58,7 +58,8 @@ class DatasetConfig:
 
 @dataclass
 class BudgetConfig:
-    max_params: int | None = 20000  # the seed projects' common limit; sweeps search under 8000
+    max_params: int | None = 20000  # the seed projects' common limit; the default sweep searches under 6000
+    max_macs: int | None = None  # multiply-adds per image; a sweep's trials cost time in proportion to them
 
 
 @dataclass
@@ -131,6 +132,10 @@ def validate(cfg: DictConfig) -> None:
         (
             cfg.budget.max_params is None or cfg.budget.max_params >= 1,
             f"budget.max_params must be a positive number or null, got {cfg.budget.max_params}",
+        ),
+        (
+            cfg.budget.max_macs is None or cfg.budget.max_macs >= 1,
+            f"budget.max_macs must be a positive number or null, got {cfg.budget.max_macs}",
         ),
         (cfg.optimizer.get("lr", 1) > 0, f"optimizer.lr must be > 0, got {cfg.optimizer.get('lr')}"),
         (

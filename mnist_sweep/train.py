@@ -80,6 +80,15 @@ def check_budget(name: str, n_params: int, max_params: int | None) -> None:
         )
 
 
+def check_macs(name: str, model: torch.nn.Module, max_macs: int) -> None:
+    macs = summary(model, input_size=(1, 1, 28, 28), verbose=0, device="cpu").total_mult_adds
+    if macs > max_macs:
+        raise BudgetError(
+            f"Model {name!r} needs {macs:,} multiply-adds per image, over budget.max_macs={max_macs:,}; it was not "
+            f"trained. Choose a smaller model or raise the budget (budget.max_macs={macs})."
+        )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,6 +118,8 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     model = build_model(cfg.model)
     n_params = count_parameters(model)
     check_budget(cfg.model.name, n_params, cfg.budget.max_params)  # before any data is touched
+    if cfg.budget.max_macs is not None:
+        check_macs(cfg.model.name, model, cfg.budget.max_macs)
     device = resolve_device(cfg.trainer.device)
     tracking.check_server(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)

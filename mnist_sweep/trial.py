@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from torchinfo import summary
 
 from mnist_sweep.engine import EpochMetrics
 from mnist_sweep.models import count_parameters
@@ -38,9 +39,13 @@ def epoch_hook(cfg: DictConfig, epochs: int | None = None) -> Callable[[EpochMet
     return lambda metrics: link.report(metrics.epoch, metrics.val_acc, last=metrics.epoch >= epochs)
 
 
-def model_size(cfg: DictConfig) -> tuple[int, int | None]:
-    """The sweeper's param_counter: (parameters of cfg.model, budget.max_params), with no data loaded."""
-    return count_parameters(build_model(cfg.model)), cfg.budget.max_params
+def model_size(cfg: DictConfig) -> tuple[int, int | None, dict[str, tuple[int, int | None]]]:
+    """The sweeper's param_counter: (parameters of cfg.model, budget.max_params, {"macs": (multiply-adds per
+    image, budget.max_macs)}), with no data loaded. MACs set a trial's training time: budgeting them keeps a
+    sweep's trials within a known cost."""
+    model = build_model(cfg.model)
+    macs = summary(model, input_size=(1, 1, 28, 28), verbose=0, device="cpu").total_mult_adds
+    return count_parameters(model), cfg.budget.max_params, {"macs": (int(macs), cfg.budget.get("max_macs"))}
 
 
 FOUND_DIR = "found_configs"  # in the launch directory; conf/config.yaml puts it on Hydra's search path

@@ -19,6 +19,7 @@ from hydra.core.override_parser.types import Transformer
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
+from optuna_sweeper.budget import Size
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.outcomes import Outcome
 from optuna_sweeper.space import override_key
@@ -118,13 +119,15 @@ class SweepRuns:
             **state_tags(outcome),
         }
 
-    def log_rejected(self, trial_number: int, overrides: list[str], n_params: int, max_params: int) -> None:
+    def log_rejected(self, trial_number: int, overrides: list[str], size: Size) -> None:
         tags = self.trial_tags(trial_number, Outcome.REJECTED)
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_number}-rejected", tags=tags)
         params = {override_key(o): o.partition("=")[2][:6000] for o in overrides}
         self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-        self.client.log_metric(run.info.run_id, "n_params", n_params)
-        self.client.set_tag(run.info.run_id, "rejection", f"{n_params:,} parameters > budget {max_params:,}")
+        self.client.log_metric(run.info.run_id, "n_params", size.n_params)
+        for name, (value, _) in size.others.items():
+            self.client.log_metric(run.info.run_id, name, value)
+        self.client.set_tag(run.info.run_id, "rejection", size.reason())
         self.client.set_terminated(run.info.run_id, "FINISHED")
 
     def mark_trial(self, trial_number: int, outcome: Outcome) -> None:

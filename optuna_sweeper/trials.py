@@ -144,10 +144,10 @@ class TrialLoop:
     def reject(self, pending: PendingTrial, size: Size) -> None:
         trial = pending.trial
         trial.set_user_attr(Attr.REJECTED, True)
-        self.study.tell(trial, self.budget.rejected_values(self.run.objectives, size.n_params))
+        self.study.tell(trial, self.budget.rejected_values(self.run.objectives, size))
         self.pending.remove(pending)
         if self.runs:
-            self.runs.log_rejected(trial.number, pending.overrides, size.n_params, size.max_params)
+            self.runs.log_rejected(trial.number, pending.overrides, size)
         self.budget.check_not_stuck()
 
     # ------------------------------------------------------------ launch and tell

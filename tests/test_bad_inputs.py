@@ -89,6 +89,8 @@ CASES = {
     "in-memory storage": ([*SWEEP, "hydra.sweeper.storage=sqlite:///:memory:"], "in-memory database"),
     "warm start key": ([*SWEEP, "hydra.sweeper.warm_start=[{nosuch: 1}]"], "hydra.sweeper.warm_start[0] sets"),
     "custom space": ([*SWEEP, "hydra.sweeper.custom_search_space=no.such.fn"], "custom_search_space='no.such.fn'"),
+    "macs budget": (["model=gap8k", "budget.max_macs=1000"], "over budget.max_macs=1,000; it was not trained"),
+    "macs budget sign": (["budget.max_macs=0"], "budget.max_macs must be a positive number or null"),
     "finalists top_k": ([*SWEEP, "hydra.sweeper.finalists.top_k=-1"], "hydra.sweeper.finalists.top_k must be 0"),
     "finalists seeds": ([*SWEEP, "hydra.sweeper.finalists.seeds=[]"], "hydra.sweeper.finalists.seeds is empty"),
     "finalists seed twice": ([*SWEEP, "hydra.sweeper.finalists.seeds=[2,2]"], "finalists.seeds repeats a seed"),

@@ -379,3 +379,20 @@ def test_finalists_are_the_best_distinct_trained_trials_and_their_runs_override_
         FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "seeds": [1, 1]}))
     with pytest.raises(SweepError, match="top_k must be 0"):
         FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "top_k": -1}))
+
+
+def test_a_budget_on_other_sizes_rejects_and_constrains_like_the_parameter_budget():
+    from optuna_sweeper.budget import CONSTRAINT, ParamBudget, Size
+
+    size = Size(5000, 6000, {"macs": (1_500_000, 1_000_000)})
+    assert size.over and size.excess() == {"params": -1000, "macs": 500_000}
+    assert size.reason() == "1,500,000 macs > budget 1,000,000"
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    budget = ParamBudget(lambda cfg: (5000, 6000, {"macs": (1_500_000, 1_000_000)}), rejected_value=0.0)
+    assert budget.measure(trial, OmegaConf.create({})).over
+    assert budget.rejected_values(["val_acc", "macs"], size) == [0.0, 1_500_000.0]
+    study.tell(trial, 0.0)
+    frozen = study.trials[0]
+    assert frozen.constraints == {CONSTRAINT: -1000, "macs_over_budget": 500_000}
+    assert frozen.user_attrs["macs"] == 1_500_000 and frozen.user_attrs[Attr.N_PARAMS] == 5000
