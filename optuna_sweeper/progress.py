@@ -100,6 +100,9 @@ class Progress:
         parts += [f"{k}={v:.5g}" for k, v in list(extra.items())[:3]]
         if counted_params is not None and "n_params" not in self.objectives:
             parts.append(f"n_params={counted_params:,}")
+        if outcome == Outcome.REJECTED:  # which budget, by how much (Optuna constraints: > 0 is violated)
+            over = {k.removesuffix("_over_budget"): v for k, v in (trial.constraints or {}).items() if v > 0}
+            parts.append("over budget: " + ", ".join(f"{k} by {v:,.0f}" for k, v in over.items()))
         line = " ".join(parts)
         best = self.best(finished)
         if best is not None:
