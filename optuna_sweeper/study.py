@@ -79,21 +79,21 @@ def enqueue_warm_start(
     function on the entry, in a throwaway in-memory study."""
     for index, entry in enumerate(warm_start or []):
         params = OmegaConf.to_container(entry)
-        unknown = sorted(set(params) - set(space.distributions) - asked_by(custom_space, app_config, params))
+        encoded = {
+            k: encode_param(space.distributions[k], v) if k in space.distributions else v for k, v in params.items()
+        }
+        unknown = sorted(set(params) - set(space.distributions) - asked_by(custom_space, app_config, space, encoded))
         if unknown:
             raise SweepError(
                 f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
                 f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}, "
                 "or the params a hydra.sweeper.custom_search_space suggests."
             )
-        encoded = {
-            k: encode_param(space.distributions[k], v) if k in space.distributions else v for k, v in params.items()
-        }
         # skip_if_exists: a re-run of the same command does not queue the seeds again.
         study.enqueue_trial(encoded, user_attrs={Attr.WARM_START: index}, skip_if_exists=True)
 
 
-def asked_by(custom_space: Any, app_config: Any, params: dict[str, Any]) -> set[str]:
+def asked_by(custom_space: Any, app_config: Any, space: SearchSpace, params: dict[str, Any]) -> set[str]:
     """The params custom_space suggests for a trial queued with these values (none without a custom space)."""
     if custom_space is None:
         return set()
@@ -102,7 +102,9 @@ def asked_by(custom_space: Any, app_config: Any, params: dict[str, Any]) -> set[
     try:
         dry = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
         dry.enqueue_trial(params)
-        trial = dry.ask()
+        # As in a real trial, the declared params are suggested first (the queued values where the entry names
+        # them): a custom space may read them, e.g. trial.params["width"].
+        trial = dry.ask(fixed_distributions=space.distributions)
         custom_space(app_config, trial)
     except Exception as exc:
         raise SweepError(

@@ -107,8 +107,11 @@ def test_budget_rejection_pruning_warm_start_and_hook(tmp_path):
     summary = result.stdout
     assert f"{len(rejected)} rejected over budget" in summary and "leaderboard" not in result.stderr
     assert (next((tmp_path / "multirun").glob("*/*/leaderboard.csv"))).exists()
-    found = yaml.safe_load((tmp_path / "found" / f"{STUDY}.yaml").read_text())
-    assert found["name"] == f"found_{STUDY}" and found["net"]["_target_"] == "mnist_sweep.family.build_family"
+    # The exporter writes the best trial's whole recipe (its sampled params) as an experiment preset.
+    found = yaml.safe_load((tmp_path / "found" / "experiment" / "found" / f"{STUDY}.yaml").read_text())
+    best = max(states["COMPLETE"], key=lambda t: t.value)
+    assert found["model"]["name"] == f"found_{STUDY}" and f"trial {best.number}" in found["model"]["source"]
+    assert {"x": found["x"], "width": found["width"]} == {"x": best.params["x"], "width": best.params["width"]}
 
 
 @pytest.mark.slow
