@@ -18,7 +18,8 @@ from mnist_sweep.family import AFTER, DROPOUT_AT, HEADS, LAST_AFTER, ORDERS
 # whole), and a fourth has at most 3x3 maps left to work on. Every seed has two or three.
 STAGES = (2, 3)
 MAX_CONVS = 4
-WIDTH = {"low": 4, "high": 32, "step": 2}  # every seed width (8, 10, 16) is on this grid
+# From 8: the first default sweep drew 4-wide convs often, and every net with one (a bottleneck) trained badly.
+WIDTH = {"low": 8, "high": 32, "step": 2}  # every seed width (8, 10, 16) is on this grid
 
 
 def family_space(cfg: Any, trial: Any) -> dict[str, Any]:
