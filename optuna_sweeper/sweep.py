@@ -109,7 +109,7 @@ class SweepCommand:
             max_failure_rate=settings.max_failure_rate,
             launcher=self.launcher,
             compose=self.compose,
-            app_config=self.config,
+            app_config=self.base_config(),
             pruner=pruner_config(settings.pruner, run.directions),
             budget=ParamBudget(counter, settings.rejected_value) if counter else None,
             custom_space=load_callable(settings.custom_search_space, "custom_search_space"),
@@ -118,7 +118,7 @@ class SweepCommand:
         )
         export = self.exporter(load_callable(settings.exporter, "exporter"))
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
-            enqueue_warm_start(study, settings.warm_start, self.space, loop.custom_space, self.config)
+            enqueue_warm_start(study, settings.warm_start, self.space, loop.custom_space, loop.app_config)
         loop.runs = self.start_mlflow(loop.pruner, study)
         remaining = max(0, settings.n_trials - count(study.get_trials(deepcopy=False)).counted)
         log.info(
@@ -225,6 +225,11 @@ class SweepCommand:
 
     def launcher_config(self) -> DictConfig:
         return getattr(self.launcher, "config", None) or self.config
+
+    def base_config(self) -> DictConfig:
+        """What every trial starts from: the app's config with the search's fixed overrides (e.g. the default
+        search's budget), as a custom_search_space should see it (mnist_sweep's sizes its widths to the budget)."""
+        return self.compose([f"{k}={v}" for k, v in self.space.fixed.items()], what="the search space")
 
     def probe_config(self) -> None:
         probe = [f"{k}={override_text(first_value(d))}" for k, d in self.space.distributions.items()]

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from mnist_sweep.family import build_family
 from mnist_sweep.models import count_parameters
-from mnist_sweep.search_space import family_space
+from mnist_sweep.search_space import FOCUSED, family_space, focused_space
 from mnist_sweep.train import build_model
 
 from .helpers import CONF, compose_config
@@ -40,15 +40,16 @@ def warm_start_entries() -> list[dict]:
     return OmegaConf.to_container(search.hydra.sweeper.warm_start)
 
 
+@pytest.mark.parametrize("space", [focused_space, family_space])
 @pytest.mark.parametrize("index,seed", [(0, "gap8k"), (1, "pool7k")])
-def test_the_warm_start_is_each_seed_exactly(index, seed):
+def test_the_warm_start_is_each_seed_exactly(index, seed, space):
     """The space's warm-start entries, replayed through the define-by-run function, build the seeds themselves."""
     study = optuna.create_study(direction="maximize")
     entry = {k: v for k, v in warm_start_entries()[index].items() if "." not in k or k.startswith(("s", "final."))}
     architecture = {k: v for k, v in entry.items() if not k.startswith(("optimizer.", "trainer.", "augmentation"))}
     study.enqueue_trial(architecture)
     trial = study.ask()
-    overrides = family_space(None, trial)
+    overrides = space(None, trial)
     assert not set(trial.params) - set(architecture), "the seed's entry must fix every knob its architecture uses"
     cfg = compose_config("model=family")
     for key, value in overrides.items():
@@ -57,11 +58,15 @@ def test_the_warm_start_is_each_seed_exactly(index, seed):
     assert layers(net) == layers(build_model(compose_config(f"model={seed}").model))
 
 
-def test_every_sampled_architecture_builds_and_asks_only_for_the_knobs_it_uses():
+@pytest.mark.parametrize("space", [focused_space, family_space])
+def test_every_sampled_architecture_builds_and_asks_only_for_the_knobs_it_uses(space):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(300):
         trial = study.ask()
-        o = family_space(None, trial)
+        o = space(None, trial)
+        if space is focused_space:  # the default search never leaves its choices
+            assert o["model.order"] in FOCUSED.orders and o["model.separable"] in FOCUSED.separable
+            assert all(s["after"] in FOCUSED.after for s in o["model.stages"][:-1])
         net = build_family(
             o["model.stages"],
             padding=o["model.padding"],
