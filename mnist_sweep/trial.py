@@ -19,11 +19,10 @@ from pathlib import Path
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-from torchinfo import summary
 
 from mnist_sweep.engine import EpochMetrics
 from mnist_sweep.models import count_parameters
-from mnist_sweep.train import build_model
+from mnist_sweep.train import build_model, measure
 
 
 def epoch_hook(cfg: DictConfig, epochs: int | None = None) -> Callable[[EpochMetrics], None]:
@@ -44,7 +43,7 @@ def model_size(cfg: DictConfig) -> tuple[int, int | None, dict[str, tuple[int, i
     image, budget.max_macs)}), with no data loaded. MACs set a trial's training time: budgeting them keeps a
     sweep's trials within a known cost."""
     model = build_model(cfg.model)
-    macs = summary(model, input_size=(1, 1, 28, 28), verbose=0, device="cpu").total_mult_adds
+    macs = measure(model).total_mult_adds
     return count_parameters(model), cfg.budget.max_params, {"macs": (int(macs), cfg.budget.get("max_macs"))}
 
 

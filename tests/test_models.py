@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mnist_sweep.models import ConvBlock, Dropout, GAPHead, Residual, count_parameters
-from mnist_sweep.train import build_model
+from mnist_sweep.train import build_model, measure
 
 from .helpers import CONF, compose_config
 
@@ -96,3 +96,14 @@ def test_fast_dropout_keeps_channels_last_and_masks_gradients():
     assert y.is_contiguous(memory_format=torch.channels_last)
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0)
+
+
+def test_measuring_a_model_leaves_the_run_untouched():
+    """MACs are measured once more under budget.max_macs: that must not change what the run then trains."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert measure(model).total_mult_adds > 0
+    assert torch.equal(torch.rand(3), expected)  # the random stream is where it was
+    assert model.training and torch.equal(model[1].running_mean, torch.zeros(4))  # mode and BN statistics kept
