@@ -41,7 +41,6 @@ def read_sweep(launch_dir: Path) -> dict:
     config_path = newest(best_path.parent.glob("final_*/.hydra/config.yaml"))
     cfg = OmegaConf.load(config_path) if config_path else OmegaConf.create({})
     time_path = launch_dir / "time.txt"
-    wall = re.search(r"([\d.]+) s", time_path.read_text()) if time_path.exists() else None
     command_path = launch_dir / "command.txt"
     return {
         "dir": launch_dir,
@@ -54,8 +53,20 @@ def read_sweep(launch_dir: Path) -> dict:
         "dataset": OmegaConf.select(cfg, "dataset.name"),
         "epochs": OmegaConf.select(cfg, "trainer.epochs"),
         "command": command_path.read_text().strip() if command_path.exists() else "",
-        "wall_s": float(wall.group(1)) if wall else None,
+        "wall_s": wall_seconds(time_path.read_text()) if time_path.exists() else None,
     }
+
+
+def wall_seconds(text: str) -> float | None:
+    """The wall time GNU time wrote: `-v` ("Elapsed (wall clock) time (h:mm:ss or m:ss): 14:38.13") or `-f "%e s"`."""
+    verbose = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    if verbose:
+        seconds = 0.0
+        for part in verbose.group(1).split(":"):
+            seconds = 60 * seconds + float(part)
+        return seconds
+    plain = re.search(r"([\d.]+) s\b", text)
+    return float(plain.group(1)) if plain else None
 
 
 def pct(stat: dict | None) -> str:
