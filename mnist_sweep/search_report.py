@@ -98,15 +98,15 @@ def plot(sweeps: list[dict], seeds: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     for s in sweeps:
         test = s["final"]["test_acc"]
         ax.errorbar(s["n_params"], 100 * test["mean"], yerr=100 * test["sd"], fmt="o", color="tab:blue", capsize=3)
         ax.annotate(
-            f"found, budget {s['budget']:,}",
+            f"≤ {s['budget']:,}",
             (s["n_params"], 100 * test["mean"]),
             fontsize=8,
-            xytext=(5, 5),
+            xytext=(-52, 4),
             textcoords="offset points",
         )
     for seed in seeds:
@@ -120,16 +120,18 @@ def plot(sweeps: list[dict], seeds: list[dict], path: Path) -> None:
             color="tab:orange" if measured else "tab:gray",
         )
         ax.annotate(
-            f"{seed['name']} ({seed['source']})",
-            (seed["params"], seed["test_mean"]),
-            fontsize=8,
-            xytext=(5, -10),
-            textcoords="offset points",
+            seed["name"], (seed["params"], seed["test_mean"]), fontsize=8, xytext=(6, -12), textcoords="offset points"
         )
+    handles = [
+        plt.Line2D([], [], color="tab:blue", marker="o", ls="", label="found by a sweep (budget), 3 seeds"),
+        plt.Line2D([], [], color="tab:orange", marker="s", ls="", label="seed model, measured here, 3 seeds"),
+        plt.Line2D([], [], color="tab:gray", marker="x", ls="", label="seed model, its README's one run"),
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     ax.axhline(99.4, color="gray", lw=0.5, ls="--")
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy, % (mean ± sd over 3 seeds)")
-    ax.set_title("MNIST: models found by the two-stage sweep vs the seed models")
+    ax.set_title("MNIST: found by the two-stage sweep vs the seed models", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
