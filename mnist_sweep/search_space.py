@@ -37,6 +37,8 @@ class Choices:
     sized_to_budget: bool = False  # widths sized to budget.max_params (width_range)
 
 
+FAMILY = Choices()  # every value the family offers
+
 # The default search (conf/hparams_search/mnist_family.yaml): the same family, less of it. The first default sweep,
 # over the whole family, trained depthwise-separable nets only (the budget rejected most full-conv draws, and TPE
 # followed the trials that fitted) and its best reached 98.9 % validation (README, "What is searched"). Kept out: a
@@ -55,7 +57,7 @@ FOCUSED = Choices(
 def family_space(cfg: Any, trial: Any) -> dict[str, Any]:
     """The whole family (hydra.sweeper.custom_search_space=mnist_sweep.search_space.family_space). trial: an
     optuna.Trial. Returns the model overrides (model.stages and the model-wide knobs)."""
-    return suggest_family(trial, Choices(), width_range(Choices(), None))
+    return suggest_family(trial, FAMILY, width_range(FAMILY, None))
 
 
 def focused_space(cfg: Any, trial: Any) -> dict[str, Any]:
@@ -72,8 +74,8 @@ def width_range(choices: Choices, max_params: int | None) -> dict[str, int]:
     from 2,000 to 20,000, so the sampler learns from trained trials instead of rejected ones."""
     if not choices.sized_to_budget or max_params is None:
         return {"low": choices.min_width, "high": choices.max_width, "step": WIDTH_STEP}
-    high = max(8, min(choices.max_width, WIDTH_STEP * int(math.sqrt(max_params / 27) / WIDTH_STEP)))
-    return {"low": max(4, WIDTH_STEP * (high // (2 * WIDTH_STEP))), "high": high, "step": WIDTH_STEP}
+    high = max(2 * choices.min_width, min(choices.max_width, WIDTH_STEP * int(math.sqrt(max_params / 27) / WIDTH_STEP)))
+    return {"low": max(choices.min_width, WIDTH_STEP * (high // (2 * WIDTH_STEP))), "high": high, "step": WIDTH_STEP}
 
 
 def suggest_family(trial: Any, choices: Choices, width: dict[str, int]) -> dict[str, Any]:
