@@ -10,11 +10,13 @@ runs with, as overrides of conf/model/family.yaml. Seeds are enqueued in these c
 
 from __future__ import annotations
 
+import copy
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from mnist_sweep.family import AFTER, DROPOUT_AT, HEADS, LAST_AFTER, ORDERS
 
@@ -119,3 +121,46 @@ def suggest_family(trial: Any, choices: Choices, width: dict[str, int]) -> dict[
         ),
         "model.separable": trial.suggest_categorical("separable", choices.separable),
     }
+
+
+WIDTH_PARAM = re.compile(r"^s\d+\.(w\d+|squeeze)$")  # the coordinates that are conv widths: s1.w1, s2.squeeze, ...
+SCALES = tuple(1 - 0.05 * i for i in range(15))  # from 1.0 down to 0.3
+
+
+def fit_to_budget(cfg: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """The default search's hydra.sweeper.warm_start_adapter: a seed over the sweep's budget (budget.max_params or
+    budget.max_macs) is queued with every width scaled by one factor (on the width grid, inside the budget-sized
+    width range) down to the largest factor that fits; its layout, head and recipe stay the seed's. The seeds were
+    tuned by hand at 7-8k parameters; a rejected seed teaches TPE only where the budget ends, a fitted one gives it a
+    trained, known-good design from the first trials. An entry that fits, or that no factor fits, is queued as
+    written (and rejected untrained if over budget)."""
+    if fits(cfg, entry):
+        return entry
+    width = width_range(FOCUSED, OmegaConf.select(cfg, "budget.max_params"))
+    for scale in SCALES[1:]:
+        scaled = {
+            key: min(width["high"], max(width["low"], WIDTH_STEP * round(value * scale / WIDTH_STEP)))
+            if WIDTH_PARAM.match(key)
+            else value
+            for key, value in entry.items()
+        }
+        if fits(cfg, scaled):
+            return scaled
+    return entry
+
+
+def fits(cfg: Any, entry: dict[str, Any]) -> bool:
+    """Whether the net a warm-start entry describes is within cfg's budget, counted as the sweeper counts a trial."""
+    import optuna  # a single run never imports Optuna
+
+    from mnist_sweep.trial import model_size
+
+    overrides = suggest_family(optuna.trial.FixedTrial(entry), FAMILY, width_range(FAMILY, None))
+    trial_cfg = copy.deepcopy(cfg)
+    with open_dict(trial_cfg):
+        for key, value in overrides.items():
+            OmegaConf.update(trial_cfg, key, value, merge=False)
+    n_params, max_params, limits = model_size(trial_cfg)
+    return (max_params is None or n_params <= max_params) and all(
+        cap is None or value <= cap for value, cap in limits.values()
+    )

@@ -72,13 +72,26 @@ def pruner_config(pruner_cfg: DictConfig, directions: list[str]) -> dict | None:
 
 
 def enqueue_warm_start(
-    study: optuna.Study, warm_start: Any, space: SearchSpace, custom_space: Any = None, app_config: Any = None
+    study: optuna.Study,
+    warm_start: Any,
+    space: SearchSpace,
+    custom_space: Any = None,
+    app_config: Any = None,
+    adapter: Any = None,
 ) -> None:
     """custom_space (define-by-run) suggests params of its own: an entry may name them too (passed to Optuna as
     they are: its suggest_* call takes the queued value). Which names it asks for is found by a dry run of the
-    function on the entry, in a throwaway in-memory study."""
+    function on the entry, in a throwaway in-memory study. adapter(app_config, entry) -> entry, when given, rewrites
+    each entry first (hydra.sweeper.warm_start_adapter)."""
     for index, entry in enumerate(warm_start or []):
-        params = OmegaConf.to_container(entry)
+        params = OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else dict(entry)
+        if adapter is not None:
+            try:
+                params = dict(adapter(app_config, params))
+            except Exception as exc:
+                raise SweepError(
+                    f"hydra.sweeper.warm_start_adapter failed on warm-start entry {index} ({params}): {one_line(exc)}"
+                ) from None
         encoded = {
             k: encode_param(space.distributions[k], v) if k in space.distributions else v for k, v in params.items()
         }

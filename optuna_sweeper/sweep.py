@@ -118,7 +118,8 @@ class SweepCommand:
         )
         export = self.exporter(load_callable(settings.exporter, "exporter"))
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
-            enqueue_warm_start(study, settings.warm_start, self.space, loop.custom_space, loop.app_config)
+            adapter = load_callable(settings.warm_start_adapter, "warm_start_adapter")
+            enqueue_warm_start(study, settings.warm_start, self.space, loop.custom_space, loop.app_config, adapter)
         loop.runs = self.start_mlflow(loop.pruner, study)
         remaining = max(0, settings.n_trials - count(study.get_trials(deepcopy=False)).counted)
         log.info(

@@ -127,6 +127,9 @@ class OptunaSweeperConf:
     params: dict[str, Any] = field(default_factory=dict)
     custom_search_space: str | None = None  # "module.function"(cfg, trial) -> dict of extra overrides or None
     warm_start: list[Any] = field(default_factory=list)  # dicts of param values, enqueued as the first trials
+    # "module.function"(cfg, entry) -> entry: each warm-start entry passes through it before it is queued (cfg: the
+    # app config with the search's fixed params), e.g. to fit a seed to the sweep's budget. None: queued as written.
+    warm_start_adapter: str | None = None
     # With no params declared, the app's config hparams_search/<this> is searched (as if +hparams_search=<this>
     # had been typed), when the app has one; declared params are searched alone.
     default_hparams_search: str | None = "default"
