@@ -58,7 +58,7 @@ class DatasetConfig:
 
 @dataclass
 class BudgetConfig:
-    max_params: int | None = 20000  # the seed projects' common limit; the default sweep searches under 6000
+    max_params: int | None = 20000  # the seed projects' common limit; the default sweep searches under 6789
     max_macs: int | None = None  # multiply-adds per image; a sweep's trials cost time in proportion to them
 
 

@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 
 from mnist_sweep.family import build_family
 from mnist_sweep.models import count_parameters
-from mnist_sweep.search_space import FOCUSED, family_space, focused_space
+from mnist_sweep.search_space import FOCUSED, WIDTH_PARAM, family_space, fit_to_budget, focused_space, width_range
 from mnist_sweep.train import build_model
+from mnist_sweep.trial import model_size
 
 from .helpers import CONF, compose_config
 
@@ -56,6 +57,39 @@ def test_the_warm_start_is_each_seed_exactly(index, seed, space):
         OmegaConf.update(cfg, key, value, merge=False)
     net = build_model(cfg.model)
     assert layers(net) == layers(build_model(compose_config(f"model={seed}").model))
+
+
+@pytest.mark.parametrize("max_params", [2000, 4000, 6789, 8000])
+def test_a_seed_over_the_budget_is_fitted_to_it_by_scaling_its_widths(max_params):
+    """fit_to_budget, the default search's warm_start_adapter: a seed that fits is queued as written; one over the
+    budget keeps its layout, head and recipe, with its widths scaled down (inside the sized range) until it fits."""
+    budget = (f"budget.max_params={max_params}", "budget.max_macs=1000000")
+    width = width_range(FOCUSED, max_params)
+    for entry, seed in zip(warm_start_entries(), ("family", "family_pool7k"), strict=True):
+        fitted = fit_to_budget(compose_config("model=family", *budget), entry)
+        n_params, macs = size_of(fitted, budget)
+        assert n_params <= max_params and macs <= 1_000_000
+        seed_params, _, seed_sizes = model_size(compose_config(f"model={seed}", *budget))
+        if seed_params <= max_params and seed_sizes["macs"][0] <= 1_000_000:
+            assert fitted == entry
+            continue
+        assert not_widths(fitted) == not_widths(entry)
+        assert all(width["low"] <= v <= width["high"] and v % 2 == 0 for k, v in fitted.items() if WIDTH_PARAM.match(k))
+
+
+def not_widths(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if not WIDTH_PARAM.match(k)}
+
+
+def size_of(entry: dict, budget: tuple[str, ...]) -> tuple[int, int]:
+    """The net a warm-start entry builds through the default space, counted as the sweeper counts a trial."""
+    study = optuna.create_study()
+    study.enqueue_trial(entry)
+    cfg = compose_config("model=family", *budget)
+    for key, value in focused_space(cfg, study.ask()).items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    n_params, _, sizes = model_size(cfg)
+    return n_params, sizes["macs"][0]
 
 
 @pytest.mark.parametrize("space", [focused_space, family_space])

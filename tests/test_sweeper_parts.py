@@ -396,3 +396,29 @@ def test_a_budget_on_other_sizes_rejects_and_constrains_like_the_parameter_budge
     frozen = study.trials[0]
     assert frozen.constraints == {CONSTRAINT: -1000, "macs_over_budget": 500_000}
     assert frozen.user_attrs["macs"] == 1_500_000 and frozen.user_attrs[Attr.N_PARAMS] == 5000
+
+
+def test_warm_start_entries_pass_through_the_adapter_before_they_are_queued():
+    from optuna_sweeper.space import SearchSpace
+    from optuna_sweeper.study import enqueue_warm_start
+
+    space = SearchSpace(distributions=DIST, fixed={})
+    study = optuna.create_study(direction="maximize")
+    seen = []
+
+    def halve_x(cfg, entry):  # e.g. fitting a seed to the sweep's budget
+        seen.append((cfg, dict(entry)))
+        return {**entry, "x": entry["x"] / 2}
+
+    entries = OmegaConf.create([{"x": 0.8, "head": "gap"}, {"x": 0.4, "head": "linear"}])
+    enqueue_warm_start(study, entries, space, app_config="the app config", adapter=halve_x)
+    queued = [study.ask(fixed_distributions=DIST), study.ask(fixed_distributions=DIST)]
+    assert [t.params for t in queued] == [{"x": 0.4, "head": "gap"}, {"x": 0.2, "head": "linear"}]
+    assert [t.user_attrs[Attr.WARM_START] for t in queued] == [0, 1]
+    assert seen == [("the app config", {"x": 0.8, "head": "gap"}), ("the app config", {"x": 0.4, "head": "linear"})]
+
+    def broken(cfg, entry):
+        raise KeyError("budget")
+
+    with pytest.raises(SweepError, match=r"warm_start_adapter failed on warm-start entry 0 .*budget"):
+        enqueue_warm_start(optuna.create_study(), entries, space, adapter=broken)
