@@ -19,6 +19,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from optuna_sweeper.budget import ParamBudget
+from optuna_sweeper.credentials import keep_passwords_out
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.finalists import (
     FinalistSettings,
@@ -59,6 +60,8 @@ class SweepCommand:
         arguments: list[str],
     ) -> None:
         self.config, self.config_loader, self.launcher = config, config_loader, launcher
+        # First: nothing below may see a password (credentials.py says why and where it goes instead).
+        arguments, self.passwordless = keep_passwords_out(settings, config, list(arguments))
         self.settings, default_search = self.with_default_search(settings)
         self.run: Resolved = resolve(
             self.settings, app_name, str(config.hydra.runtime.cwd), str(config.hydra.sweep.dir)
@@ -276,6 +279,7 @@ class SweepCommand:
         def overrides(number: int) -> list[str]:
             # The sweep dir as resolved here: in the worker, ${now:...} would give the worker's own start time.
             extra = [
+                *self.passwordless,  # instead of the command line's URLs with a password (given in the env)
                 "hydra.sweeper.n_workers=1",
                 f"hydra.sweeper.worker_id={number}",
                 f"hydra.sweeper.sweep_id={Transformer.str(self.run.sweep_id)}",

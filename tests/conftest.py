@@ -53,6 +53,21 @@ def free_port() -> int:
 
 @pytest.fixture
 def postgres_url():
+    """A PostgreSQL server of its own that trusts every connection: postgresql://postgres@127.0.0.1:<port>/postgres."""
+    yield from postgres_server(password=None)
+
+
+POSTGRES_PASSWORD = "Sw33p-s3cret-7f1c"  # the tests grep everything a sweep wrote for it
+
+
+@pytest.fixture
+def postgres_with_password():
+    """A server that asks TCP clients for POSTGRES_PASSWORD (scram-sha-256): postgresql://postgres@host:port/postgres,
+    without the password, which the test gives the way it tests."""
+    yield from postgres_server(password=POSTGRES_PASSWORD)
+
+
+def postgres_server(password: str | None):
     initdb, pg_ctl = pg_tool("initdb"), pg_tool("pg_ctl")
     if not (initdb and pg_ctl):
         message = "PostgreSQL server not installed (apt-get install postgresql)"
@@ -66,12 +81,23 @@ def postgres_url():
     if as_user:
         shutil.chown(data, "postgres")
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=60)  # noqa: E731
-    run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust")
+    if password is None:
+        run(initdb, "-D", str(data / "db"), "-U", "postgres", "--auth=trust")
+    else:
+        pwfile = data / "pwfile"
+        pwfile.write_text(password + "\n")
+        if as_user:
+            shutil.chown(pwfile, "postgres")
+        auth = ["--auth-host=scram-sha-256", "--auth-local=trust", f"--pwfile={pwfile}"]
+        run(initdb, "-D", str(data / "db"), "-U", "postgres", *auth)
+        pwfile.unlink()
     # -l: the server must not hold our output pipes open, or waiting for pg_ctl never ends.
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
     try:
-        run(pg_ctl, "-D", str(data), "-o", options, "-l", str(data / "server.log"), "-w", "start")
+        run(pg_ctl, "-D", str(data / "db"), "-o", options, "-l", str(data / "server.log"), "-w", "start")
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True, timeout=60
+        )
         shutil.rmtree(data, ignore_errors=True)

@@ -21,6 +21,10 @@ def main(cfg: DictConfig) -> dict[str, float]:
     record_launch(cfg)
     on_epoch_end = epoch_hook(cfg, cfg.epochs)
     with mlflow_run(cfg):
+        if cfg.get("tracking") is not None:  # the config as params and artifact, as mnist_sweep's train logs it
+            from mnist_sweep import tracking
+
+            tracking.log_config(cfg, n_params=cfg.width * 100, model_summary="toy")
         acc = 0.0
         for epoch in range(1, cfg.epochs + 1):
             acc = (1 - (cfg.x - 0.3) ** 2) * (1 - 0.5**epoch)
