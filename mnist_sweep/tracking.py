@@ -105,6 +105,8 @@ def mlflow_run(cfg: DictConfig) -> Iterator[mlflow.ActiveRun]:
     t = cfg.tracking
     recipe, overrides = launch_recipe()
     tags = {"model": cfg.model.name, "recipe": recipe, "overrides": " ".join(overrides)[:5000], **(t.tags or {})}
+    # Hydra reads a tag given as `tracking.tags.optuna_trial=3` as the int 3; an MLflow server takes strings only.
+    tags = {key: str(value) for key, value in tags.items()}
     run = mlflow.start_run(
         run_name=t.run_name, parent_run_id=t.parent_run_id, nested=t.parent_run_id is not None, tags=tags
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import random
+import time
 from pathlib import Path
 
 import optuna
@@ -40,14 +42,32 @@ def open_storage(storage: str) -> BaseStorage:
         if "://" not in storage:
             Path(storage).parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(storage))
-        # pool_pre_ping survives a restarted database server.
-        return RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
+        return database_storage(storage)
     except Exception as exc:  # SQLAlchemy, a driver or the OS: any of them means this storage can't be used
         raise SweepError(
             f"Cannot open the Optuna storage {redact(storage)!r}: {type(exc).__name__}: {one_line(exc)} Set "
             "hydra.sweeper.storage to a journal file path (default optuna_journal.log) or a database URL such as "
             "sqlite:///optuna.db or postgresql://user:password@host:5432/dbname (pip install psycopg[binary])."
         ) from None
+
+
+SCHEMA_RACE_ATTEMPTS = 5
+
+
+def database_storage(url: str) -> RDBStorage:
+    """Workers started together on an empty database (a SLURM job array) all create Optuna's tables, and all but one
+    fail on a duplicate ("alembic_version already exists"); once the winner is done the schema is there, so the
+    others try again."""
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            # pool_pre_ping survives a restarted database server.
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as exc:
+            race = "already exists" in str(exc) or type(exc).__name__ == "IntegrityError"
+            if not race or attempt == SCHEMA_RACE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def in_memory(storage: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,13 +197,19 @@ class TrialLoop:
             log.info("trial %d pruned: %s", pending.trial.number, outcome)
             self.close(pending, Outcome.PRUNED)
         else:
-            self.fail(pending, f"{type(outcome).__name__}: {outcome}")
+            self.fail(pending, f"{type(outcome).__name__}: {outcome}", outcome)
         self.returns.append(job_return)
 
-    def fail(self, pending: PendingTrial, message: str) -> None:
+    def fail(self, pending: PendingTrial, message: str, exc: BaseException | None = None) -> None:
         pending.trial.set_user_attr(Attr.ERROR, message[:2000])
         self.study.tell(pending.trial, state=TrialState.FAIL)
-        log.warning("trial %d failed: %s", pending.trial.number, message)
+        where = ""
+        if exc is not None and self.launch_log is not None:  # the whole traceback, for whoever debugs the job
+            with self.launch_log.open("a") as f:
+                f.write(f"{self.run.study_name} trial {pending.trial.number} failed:\n")
+                f.writelines(traceback.format_exception(exc))
+            where = f" (traceback in {self.launch_log})"
+        log.warning("trial %d failed: %s%s", pending.trial.number, message, where)
         self.close(pending, Outcome.FAIL)
 
     def close(self, pending: PendingTrial, outcome: Outcome) -> None:
