@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from optuna_sweeper.credentials import export, keep_passwords_out, take_passwords
 from optuna_sweeper.errors import SweepError
 
-from .conftest import POSTGRES_PASSWORD
 from .helpers import STUDY, run_toy
+from .servers import POSTGRES_PASSWORD
 
 SECRET = "pa%3As5-w0rd"  # percent-encoded ':' as a URL must write it
 

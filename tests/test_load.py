@@ -4,17 +4,15 @@ run twice, every trial with exactly one MLflow child run; the trials/second each
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
-from urllib.parse import urlparse
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from optuna_sweeper.outcomes import Outcome, count, outcome_of
 
-from .conftest import pg_tool
 from .helpers import launched, load, run_toy
+from .servers import create_database
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +20,7 @@ N_TRIALS, N_WORKERS = 400, 8
 
 
 def mlflow_database(postgres_url: str) -> str:
-    """A database of its own for MLflow on the same server (both Optuna and MLflow keep an alembic_version table)."""
-    url = urlparse(postgres_url)
-    subprocess.run(
-        [pg_tool("createdb"), "-h", url.hostname, "-p", str(url.port), "-U", "postgres", "mlflow"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return f"postgresql+psycopg://postgres@{url.hostname}:{url.port}/mlflow"
+    return create_database(postgres_url, "mlflow")
 
 
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])

@@ -56,6 +56,7 @@ def record_launch(cfg: DictConfig) -> None:
     if cfg.get("optuna") and cfg.optuna.study_name.endswith(".finalists"):
         number = f"final-{number}"  # a stage-2 run: trial numbers of the second study start at 0 again
     record = {"pid": os.getpid(), "width": cfg.width, "x": cfg.x, "seed": cfg.seed, "epochs": cfg.epochs}
+    record["slurm_job"] = os.environ.get("SLURM_JOB_ID")  # set when the job runs as a SLURM job (submitit launcher)
     (jobs / f"{number}.json").write_text(json.dumps(record))
 
 
