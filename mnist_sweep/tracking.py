@@ -18,12 +18,12 @@ import mlflow
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.data.sources import LocalArtifactDatasetSource
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep import report
-from mnist_sweep.data import Data
+from mnist_sweep.data import DATASETS, Data
 from mnist_sweep.engine import EpochMetrics, FitResult
 from mnist_sweep.errors import UserError
 
@@ -162,8 +162,11 @@ def log_config(cfg: DictConfig, n_params: int, model_summary: str) -> None:
 
 
 def log_dataset(data: Data) -> None:
-    """The data as an MLflow dataset input: the Dataset column of the runs table names it, with its files' digest."""
-    dataset = MetaDataset(source=LocalArtifactDatasetSource(str(data.folder)), name=data.name, digest=data.digest[:8])
+    """The data as an MLflow dataset input: the Dataset column of the runs table names it, with a digest of its
+    content. Its source is the dataset's public address (torchvision's first mirror), not the folder it was read
+    from: runs on a tracking server are read from other hosts, where that folder does not exist."""
+    source = HTTPDatasetSource(DATASETS[data.name].mirrors[0])
+    dataset = MetaDataset(source=source, name=data.name, digest=data.digest[:8])
     sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
     mlflow.log_input(dataset, context="training", tags={f"{k}_images": str(v) for k, v in sizes.items()})
 

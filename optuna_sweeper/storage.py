@@ -47,7 +47,8 @@ def open_storage(storage: str) -> BaseStorage:
         raise SweepError(
             f"Cannot open the Optuna storage {redact(storage)!r}: {type(exc).__name__}: {one_line(exc)} Set "
             "hydra.sweeper.storage to a journal file path (default optuna_journal.log) or a database URL such as "
-            "sqlite:///optuna.db or postgresql://user:password@host:5432/dbname (pip install psycopg[binary])."
+            "sqlite:///optuna.db or postgresql://user@host:5432/dbname (pip install psycopg[binary]; the password in "
+            "~/.pgpass or PGPASSWORD)."
         ) from None
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import optuna
 
+from optuna_sweeper.storage import open_storage
+
 from . import servers
 from .helpers import STUDY, toy_command
 
@@ -41,7 +43,7 @@ def sweep(cwd: Path, trials: int, workers: int, storage: str | None, tracking_ur
     done = subprocess.run(toy_command(*args), cwd=cwd, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    study = optuna.load_study(study_name=STUDY, storage=storage or str(cwd / "optuna_journal.log"))
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(storage or str(cwd / "optuna_journal.log")))
     finished = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete]
     span = max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)
     return span.total_seconds() / len(finished)

@@ -59,6 +59,8 @@ def test_run_names_its_dataset_recipe_and_experiment_kind_and_prints_no_warning(
     workdir, output, client, run = cli_run
     (given,) = run.inputs.dataset_inputs
     assert given.dataset.name == "mnist" and len(given.dataset.digest) == 8
+    # Its public address, not a folder other hosts reading a tracking server do not have.
+    assert given.dataset.source_type == "http" and mnist_root not in given.dataset.source
     sizes = {t.key: t.value for t in given.tags if t.key.endswith("_images")}
     assert sizes == {"train_images": "2000", "val_images": "5000", "test_images": "10000"}
     assert run.data.tags["recipe"] == "defaults"

@@ -46,6 +46,7 @@ def test_two_hosts_share_a_study_and_a_tracking_server_and_write_no_password(
         monkeypatch.delenv(key, raising=False)
     tracking = "tracking={experiment: scale, tracking_uri: '%s', run_name: null, parent_run_id: null, tags: {}}"
     sweep = ["hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=1", "epoch_seconds=0.3"]
+    sweep += ["hydra.sweeper.finalists.top_k=1", "hydra.sweeper.finalists.seeds=[1,2]"]  # stage 2 across hosts too
 
     # Host A types its passwords into the URLs; host B keeps them where the clients look for them.
     host_a, host_b = tmp_path / "host_a", tmp_path / "host_b"
@@ -87,8 +88,10 @@ def test_two_hosts_share_a_study_and_a_tracking_server_and_write_no_password(
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("scale").experiment_id], max_results=100)
     sweeps = [r for r in runs if r.data.tags.get("optuna_role") == "sweep"]
-    children = [r for r in runs if "optuna_trial" in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("optuna_study") == STUDY and "optuna_trial" in r.data.tags]
     assert len(sweeps) == 2 and {r.data.tags["optuna_trial"] for r in children} == {str(t.number) for t in trials}
+    finalist_runs = [r for r in runs if r.data.tags.get("optuna_role") == "finalist"]
+    assert sorted(r.data.tags["optuna_seed"] for r in finalist_runs if r.info.status == "FINISHED") == ["1", "2"]
     trained = [r for r in children if r.data.tags.get("optuna_rejected") == "false"]
     assert trained and all(r.info.artifact_uri.startswith("mlflow-artifacts:") for r in trained)
     assert all("config.yaml" in [f.path for f in client.list_artifacts(r.info.run_id)] for r in trained)
@@ -99,8 +102,10 @@ def test_two_hosts_share_a_study_and_a_tracking_server_and_write_no_password(
             list(host.rglob("leaderboard.csv")) and (host / "found" / "experiment" / "found" / f"{STUDY}.yaml").exists()
         )
 
-    # No password in anything either host or the server's artifact store holds, nor in MLflow's params and tags.
+    # No password in anything either host or the server's artifact store holds (the consoles included), nor in
+    # MLflow's params and tags or the study's records.
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "server"]
     assert not [p for p in written if any(secret in p.read_bytes() for secret in SECRETS)]
     recorded = str([(r.data.params, r.data.tags) for r in runs])
+    recorded += str([(t.params, t.user_attrs, t.system_attrs) for t in trials])  # the study's own records
     assert POSTGRES_PASSWORD not in recorded and MLFLOW_PASSWORD not in recorded
