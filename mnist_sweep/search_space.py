@@ -133,8 +133,12 @@ def fit_to_budget(cfg: Any, entry: dict[str, Any]) -> dict[str, Any]:
     width range) down to the largest factor that fits; its layout, head and recipe stay the seed's. The seeds were
     tuned by hand at 7-8k parameters; a rejected seed teaches TPE only where the budget ends, a fitted one gives it a
     trained, known-good design from the first trials. An entry that fits, or that no factor fits, is queued as
-    written (and rejected untrained if over budget)."""
-    if fits(cfg, entry):
+    written (and rejected untrained if over budget), as is one that leaves knobs to the sampler (it has no size
+    until they are drawn)."""
+    try:
+        if fits(cfg, entry):
+            return entry
+    except ValueError:  # optuna's FixedTrial: a knob the entry does not set
         return entry
     width = width_range(FOCUSED, OmegaConf.select(cfg, "budget.max_params"))
     for scale in SCALES[1:]:

@@ -85,6 +85,7 @@ def enqueue_warm_start(
     each entry first (hydra.sweeper.warm_start_adapter)."""
     for index, entry in enumerate(warm_start or []):
         params = OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else dict(entry)
+        encoded = checked_entry(index, params, space, custom_space, app_config)  # as written: a typo is named first
         if adapter is not None:
             try:
                 params = dict(adapter(app_config, params))
@@ -92,18 +93,24 @@ def enqueue_warm_start(
                 raise SweepError(
                     f"hydra.sweeper.warm_start_adapter failed on warm-start entry {index} ({params}): {one_line(exc)}"
                 ) from None
-        encoded = {
-            k: encode_param(space.distributions[k], v) if k in space.distributions else v for k, v in params.items()
-        }
-        unknown = sorted(set(params) - set(space.distributions) - asked_by(custom_space, app_config, space, encoded))
-        if unknown:
-            raise SweepError(
-                f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
-                f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}, "
-                "or the params a hydra.sweeper.custom_search_space suggests."
-            )
+            encoded = checked_entry(index, params, space, custom_space, app_config)
         # skip_if_exists: a re-run of the same command does not queue the seeds again.
         study.enqueue_trial(encoded, user_attrs={Attr.WARM_START: index}, skip_if_exists=True)
+
+
+def checked_entry(
+    index: int, params: dict[str, Any], space: SearchSpace, custom_space: Any, app_config: Any
+) -> dict[str, Any]:
+    """The entry as Optuna stores it; a key that is no searched param is refused."""
+    encoded = {k: encode_param(space.distributions[k], v) if k in space.distributions else v for k, v in params.items()}
+    unknown = sorted(set(params) - set(space.distributions) - asked_by(custom_space, app_config, space, encoded))
+    if unknown:
+        raise SweepError(
+            f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
+            f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}, "
+            "or the params a hydra.sweeper.custom_search_space suggests."
+        )
+    return encoded
 
 
 def asked_by(custom_space: Any, app_config: Any, space: SearchSpace, params: dict[str, Any]) -> set[str]:

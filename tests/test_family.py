@@ -77,6 +77,12 @@ def test_a_seed_over_the_budget_is_fitted_to_it_by_scaling_its_widths(max_params
         assert all(width["low"] <= v <= width["high"] and v % 2 == 0 for k, v in fitted.items() if WIDTH_PARAM.match(k))
 
 
+def test_a_seed_that_leaves_knobs_to_the_sampler_is_queued_as_written():
+    """Its size is unknown until the sampler draws the rest: fit_to_budget cannot count it, so it leaves it alone."""
+    partial = {k: v for k, v in warm_start_entries()[0].items() if k != "head"}
+    assert fit_to_budget(compose_config("model=family", "budget.max_params=2000"), partial) == partial
+
+
 def not_widths(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if not WIDTH_PARAM.match(k)}
 
