@@ -39,10 +39,13 @@ def take_passwords(texts: list[str], env: dict[str, str]) -> list[str]:
         scheme, user = match["scheme"], match["user"]
         for key, value in variables_for(scheme, unquote(user), unquote(match["password"])).items():
             if env.setdefault(key, value) != value:
-                raise SweepError(
-                    f"Two different passwords would both need {key}. Keep them out of the URLs: put one line per "
-                    "server in ~/.pgpass (host:port:database:user:password, chmod 600), or PGPASSFILE pointing to one."
+                hint = (
+                    "put one line per server in ~/.pgpass (host:port:database:user:password, chmod 600), or "
+                    "PGPASSFILE pointing to one"
+                    if key == "PGPASSWORD"
+                    else "one MLflow server per sweep, its credentials in MLFLOW_TRACKING_USERNAME/PASSWORD"
                 )
+                raise SweepError(f"Two different passwords would both need {key}. Keep them out of the URLs: {hint}.")
         # PostgreSQL keeps its user (libpq pairs it with PGPASSWORD or ~/.pgpass); MLflow reads both from the env.
         return f"{scheme}://{user}@" if scheme.split("+")[0].lower() in POSTGRES else f"{scheme}://"
 
