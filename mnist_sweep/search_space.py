@@ -155,16 +155,15 @@ def fit_to_budget(cfg: Any, entry: dict[str, Any]) -> dict[str, Any]:
 
 def fits(cfg: Any, entry: dict[str, Any]) -> bool:
     """Whether the net a warm-start entry describes is within cfg's budget, counted as the sweeper counts a trial."""
-    import optuna  # a single run never imports Optuna
+    # Imported here: a single run never imports Optuna or the sweeper.
+    import optuna
 
     from mnist_sweep.trial import model_size
+    from optuna_sweeper.budget import Size
 
     overrides = suggest_family(optuna.trial.FixedTrial(entry), FAMILY, width_range(FAMILY, None))
     trial_cfg = copy.deepcopy(cfg)
     with open_dict(trial_cfg):
         for key, value in overrides.items():
             OmegaConf.update(trial_cfg, key, value, merge=False)
-    n_params, max_params, limits = model_size(trial_cfg)
-    return (max_params is None or n_params <= max_params) and all(
-        cap is None or value <= cap for value, cap in limits.values()
-    )
+    return not Size(*model_size(trial_cfg)).over  # the sweeper's own rule for rejecting a trial

@@ -47,13 +47,18 @@ def take_passwords(texts: list[str], env: dict[str, str]) -> list[str]:
                 )
                 raise SweepError(f"Two different passwords would both need {key}. Keep them out of the URLs: {hint}.")
         # PostgreSQL keeps its user (libpq pairs it with PGPASSWORD or ~/.pgpass); MLflow reads both from the env.
-        return f"{scheme}://{user}@" if scheme.split("+")[0].lower() in POSTGRES else f"{scheme}://"
+        return f"{scheme}://{user}@" if base_scheme(scheme) in POSTGRES else f"{scheme}://"
 
     return [URL_PASSWORD.sub(take, text) for text in texts]
 
 
+def base_scheme(scheme: str) -> str:
+    """postgresql+psycopg -> postgresql: the database, whatever the driver."""
+    return scheme.split("+")[0].lower()
+
+
 def variables_for(scheme: str, user: str, password: str) -> dict[str, str]:
-    base = scheme.split("+")[0].lower()
+    base = base_scheme(scheme)
     if base in POSTGRES:
         return {"PGPASSWORD": password}
     if base in ("http", "https"):

@@ -19,15 +19,11 @@ pytestmark = pytest.mark.slow
 N_TRIALS, N_WORKERS = 400, 8
 
 
-def mlflow_database(postgres_url: str) -> str:
-    return create_database(postgres_url, "mlflow")
-
-
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])
 def test_eight_workers_share_400_trials_without_losing_or_repeating_one(storage, tmp_path, request):
     if storage == "postgresql":
         study_url = request.getfixturevalue("postgres_url")
-        tracking_uri, extra = mlflow_database(study_url), [f"hydra.sweeper.storage={study_url}"]
+        tracking_uri, extra = create_database(study_url, "mlflow"), [f"hydra.sweeper.storage={study_url}"]
     else:
         study_url, tracking_uri, extra = None, f"sqlite:///{tmp_path / 'mlflow.db'}", []
     node = f"experiment: load, tracking_uri: '{tracking_uri}', run_name: null, parent_run_id: null, tags: {{}}"
