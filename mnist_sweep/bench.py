@@ -4,8 +4,8 @@ number of images, timed in alternation so that drift on a noisy machine hits bot
 (a) project: the whole split as one uint8 tensor on the device, per-sample rotation drawn for the whole batch,
     normalisation on the batch, channels_last (as `python -m mnist_sweep` trains).
 (b) seed-style: torchvision's MNIST dataset + PIL RandomRotation(±7°) + ToTensor + Normalize per image, through
-    a DataLoader, as the seed projects do, with the same layers in torch's stock form (nn.Dropout instead of the
-    project's cheaper-mask Dropout, contiguous NCHW instead of channels_last).
+    a DataLoader, as the seed projects do, with the same layers in torch's stock form (nn.Dropout and
+    nn.BatchNorm2d instead of the project's kernels, contiguous NCHW instead of channels_last).
 Both train the model with SGD (momentum 0.9) at the same batch size for one epoch of --images images.
 """
 
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
+from mnist_sweep.batchnorm import BatchNorm2d
 from mnist_sweep.config import register_configs
 from mnist_sweep.data import load_data, locate
 from mnist_sweep.engine import LRSchedule, train_one_epoch
@@ -74,12 +75,16 @@ def fresh_model(cfg, device: torch.device, channels_last: bool) -> torch.nn.Modu
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def with_stock_dropout(model: torch.nn.Module) -> torch.nn.Module:
-    """The seeds' nn.Dropout in place of the project's Dropout: same p, same math, torch's own mask kernel."""
+def with_stock_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """The seeds' nn.Dropout and nn.BatchNorm2d in place of the project's: same math, torch's own kernels."""
     for parent in model.modules():
         for name, child in parent.named_children():
             if isinstance(child, Dropout):
                 setattr(parent, name, torch.nn.Dropout(child.p))
+            elif isinstance(child, BatchNorm2d):
+                stock = torch.nn.BatchNorm2d(child.num_features, child.eps, child.momentum)
+                stock.load_state_dict(child.state_dict())
+                setattr(parent, name, stock)
     return model
 
 
@@ -118,7 +123,7 @@ def seed_style_dataset(cfg, images: int) -> Subset:
 
 
 def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
-    model = with_stock_dropout(fresh_model(cfg, device, channels_last=False))
+    model = with_stock_layers(fresh_model(cfg, device, channels_last=False))
     optimizer = sgd(model)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     model.train()

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from mnist_sweep.batchnorm import BatchNorm2d
+
 
 def _check_dropout(p: float) -> float:
     # torch accepts p == 1, which silently zeroes every activation; refuse it here with a clear message.
@@ -65,8 +67,8 @@ class ConvBlock(nn.Sequential):
         separable: bool = False,
     ) -> None:
         post = {
-            "relu_bn": [nn.ReLU(inplace=True), nn.BatchNorm2d(out_ch)],
-            "bn_relu": [nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)],
+            "relu_bn": [nn.ReLU(inplace=True), BatchNorm2d(out_ch)],
+            "bn_relu": [BatchNorm2d(out_ch), nn.ReLU(inplace=True)],
             "none": [],
         }
         if order not in post:

@@ -1,0 +1,106 @@
+"""BatchNorm2d for narrow channels_last activations on the CPU.
+
+torch's CPU batch norm on a channels_last tensor with 8-16 channels computes its statistics with a Welford pass
+that does not vectorise over so few channels: on a [128, 8, 26, 26] activation it took 880 us forward and about
+2.7 ms forward plus backward, a third of a gap8k training step (profile in the README, Performance). The same
+math as a handful of plain tensor ops is several times faster, because a channels_last activation is a [pixels,
+channels] matrix and every op here reads it as rows of at least 64 contiguous floats (`_rows`): per-channel sums
+become column sums, and the scale and shift become one broadcast multiply-add.
+
+Statistics are two-pass (mean, then the mean of squared deviations), as exact as torch's. Only fp32
+channels_last CPU tensors in training with a momentum take this path; everything else (eval, NCHW, CUDA, bf16,
+cumulative averaging) is nn.BatchNorm2d's own kernel. State dict, buffers and behaviour are nn.BatchNorm2d's, so
+checkpoints load either way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MIN_ROW = 64  # floats per row: four AVX-512 vectors
+
+
+def _fold(channels: int, pixels: int) -> int:
+    """How many pixels to put side by side in one row: k * channels >= MIN_ROW, and k divides the pixel count."""
+    k = max(1, -(-MIN_ROW // channels))
+    while pixels % k:
+        k -= 1
+    return k
+
+
+def _rows(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A channels_last [N, C, H, W] tensor as a [N*H*W / k, k*C] matrix, without a copy."""
+    return x.permute(0, 2, 3, 1).view(-1, k * x.shape[1])  # view: raises rather than copy (out= writes into it)
+
+
+def _per_channel(row_sums: torch.Tensor, channels: int) -> torch.Tensor:
+    return row_sums.view(-1, channels).sum(0)
+
+
+class _TrainBatchNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float):
+        channels = x.shape[1]
+        pixels = x.numel() // channels
+        k = _fold(channels, pixels)
+        rows = _rows(x, k)
+        mean = _per_channel(rows.sum(0), channels) / pixels
+        centred = rows - mean.repeat(k)
+        var = _per_channel(centred.square_().sum(0), channels) / pixels
+        invstd = torch.rsqrt(var + eps)
+        scale = weight * invstd
+        shift = bias - mean * scale
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        torch.addcmul(shift.repeat(k), rows, scale.repeat(k), out=_rows(out, k))
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.k = k
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_mean, _grad_var):
+        x, weight, mean, invstd = ctx.saved_tensors
+        k, channels = ctx.k, x.shape[1]
+        pixels = x.numel() // channels
+        grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+        rows, grad_rows = _rows(x, k), _rows(grad_out, k)
+        grad_bias = _per_channel(grad_rows.sum(0), channels)
+        centred = rows - mean.repeat(k)  # not sum(dy * x) - mean * sum(dy): that cancels when |mean| >> std
+        grad_weight = _per_channel(torch.linalg.vecdot(grad_rows, centred, dim=0), channels) * invstd
+        # dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), as a * dy + b * (x - mean) + c
+        a = weight * invstd
+        b = -a * invstd * grad_weight / pixels
+        c = -a * grad_bias / pixels
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+        out_rows = _rows(grad_x, k)
+        torch.addcmul(c.repeat(k), grad_rows, a.repeat(k), out=out_rows)
+        out_rows.addcmul_(centred, b.repeat(k))
+        return grad_x, grad_weight, grad_bias, None
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d whose training step on fp32 channels_last CPU tensors uses _TrainBatchNorm (see module doc)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._fast_path(x):
+            return super().forward(x)
+        out, mean, var = _TrainBatchNorm.apply(x, self.weight, self.bias, self.eps)
+        with torch.no_grad():
+            pixels = x.numel() // x.shape[1]
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * (pixels / max(pixels - 1, 1)), self.momentum)  # unbiased, as torch
+            self.num_batches_tracked.add_(1)
+        return out
+
+    def _fast_path(self, x: torch.Tensor) -> bool:
+        return (
+            self.training
+            and self.affine
+            and self.track_running_stats
+            and self.momentum is not None
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.dim() == 4
+            and x.shape[1] > 1
+            and x.is_contiguous(memory_format=torch.channels_last)
+        )
