@@ -32,7 +32,7 @@ from torchvision import datasets, transforms
 from mnist_sweep.batchnorm import BatchNorm2d
 from mnist_sweep.config import register_configs
 from mnist_sweep.data import load_data, locate
-from mnist_sweep.engine import LRSchedule, train_one_epoch
+from mnist_sweep.engine import LRSchedule, autocast_dtype, train_one_epoch
 from mnist_sweep.models import Dropout, count_parameters
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -144,6 +144,24 @@ def forward_flops_per_image(cfg) -> int:
     return counter.get_total_flops()
 
 
+def gemm_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a size x size torch.mm on the same threads: what these cores reach on the friendliest dense work,
+    the yardstick the training step is measured against. Best of `repeats`, after one warm-up."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:  # the first is the warm-up
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def machine_line(device: torch.device) -> str:
     cpu = (
         next(
@@ -179,18 +197,29 @@ def main() -> None:
         project.append(args.images / time_project_epoch(cfg, data, device))
         seed_style.append(args.images / time_seed_style_epoch(cfg, seed_data, args, device))
     ratios = [a / b for a, b in zip(project, seed_style, strict=True)]
-    report(args, device, n_params, flops, project, seed_style, ratios)
+    peaks = {"fp32": gemm_peak(torch.float32, device), "bf16": gemm_peak(torch.bfloat16, device)}
+    precision = "bf16" if autocast_dtype(cfg.trainer.amp, device) == torch.bfloat16 else "fp32"
+    report(args, device, n_params, flops, project, seed_style, ratios, peaks, precision)
 
 
-def report(args, device, n_params: int, flops: int, project: list[float], seed_style: list[float], ratios) -> None:
+def report(args, device, n_params, flops, project, seed_style, ratios, peaks: dict, precision: str) -> None:
+    """precision: the project side's (trainer.amp); its GFLOP/s are set against the GEMM peak of that precision,
+    the seed-style side's (always fp32) against the fp32 peak."""
     train_flops = 3 * flops  # backward costs about twice the forward pass
     rows = {}
-    for name, rates in (("project (tensors on device)", project), ("seed-style (DataLoader + PIL)", seed_style)):
+    for name, rates, dtype in (
+        ("project (tensors on device)", project, precision),
+        ("seed-style (DataLoader + PIL)", seed_style, "fp32"),
+    ):
         rate = statistics.median(rates)
+        gflops = rate * train_flops / 1e9
         rows[name] = {
             "images_per_s": rate,
             "s_per_epoch_55k": FULL_EPOCH / rate,
-            "gflop_per_s": rate * train_flops / 1e9,
+            "gflop_per_s": gflops,
+            "precision": dtype,
+            "peak_fraction": gflops / peaks[dtype],
+            "fp32_peak_fraction": gflops / peaks["fp32"],
         }
     print(f"machine : {machine_line(device)}")
     print(
@@ -201,9 +230,14 @@ def report(args, device, n_params: int, flops: int, project: list[float], seed_s
         f"workload: {args.images:,} images per epoch, batch {args.batch_size}, rotation ±7°, SGD; "
         f"{args.repeats} alternating repeats, medians; s/epoch scaled to {FULL_EPOCH:,} images"
     )
-    print(f"{'pipeline':<32}{'images/s':>10}{'s/epoch':>10}{'GFLOP/s':>9}")
+    print(
+        f"GEMM peak (2048x2048 torch.mm, same threads, this run): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s"
+    )
+    print(f"{'pipeline':<32}{'images/s':>10}{'s/epoch':>10}{'GFLOP/s':>9}{'of peak':>14}")
     for name, r in rows.items():
-        print(f"{name:<32}{r['images_per_s']:>10,.0f}{r['s_per_epoch_55k']:>10.1f}{r['gflop_per_s']:>9.2f}")
+        share = f"{100 * r['peak_fraction']:.1f}% {r['precision']}"
+        print(f"{name:<32}{r['images_per_s']:>10,.0f}{r['s_per_epoch_55k']:>10.1f}{r['gflop_per_s']:>9.2f}{share:>14}")
     print(
         f"speed-up: {statistics.median(ratios):.2f}x (median of per-pair ratios; all pairs: "
         f"{', '.join(f'{r:.2f}' for r in ratios)})"
@@ -216,6 +250,7 @@ def report(args, device, n_params: int, flops: int, project: list[float], seed_s
                     "rows": rows,
                     "ratios": ratios,
                     "forward_flops": flops,
+                    "gemm_peak_gflop_per_s": peaks,
                 },
                 indent=2,
             )
