@@ -7,6 +7,7 @@ next to the .gz files is not an option.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -215,13 +216,21 @@ def content_digest(name: str) -> str:
     return hashlib.sha256("".join(CONTENT_SHA256[name][f] for f in sorted(CONTENT_SHA256[name])).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=4)
+def read_verified(name: str, folder: Path, split: str) -> Split:
+    """load_split, once per process: a sweep worker runs trial after trial in one process, and decompressing and
+    verifying the files (~0.4 s) is a fixed cost every trial would otherwise pay again. The cached tensors are only
+    ever indexed or copied (split_train_val, .to, .float()), never written in place."""
+    log.info("reading %s from %s", name, folder)
+    return load_split(name, folder, split)
+
+
 def load_data(cfg, device: torch.device) -> Data:
     """cfg is the `dataset` config group."""
     if cfg.name not in DATASETS:
         raise DataError(f"dataset.name must be one of {sorted(DATASETS)}, got {cfg.name!r}.")
     folder = locate(cfg.name, cfg.root, list(cfg.get("extra_dirs") or []), cfg.download)
-    log.info("reading %s from %s", cfg.name, folder)
-    full_train, test = load_split(cfg.name, folder, "train"), load_split(cfg.name, folder, "test")
+    full_train, test = read_verified(cfg.name, folder, "train"), read_verified(cfg.name, folder, "test")
     train, val = split_train_val(full_train, cfg.val_size, cfg.split_seed, cfg.train_limit)
     return Data(
         train.to(device),

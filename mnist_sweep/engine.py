@@ -40,6 +40,7 @@ class FitResult:
     best_val_acc: float = 0.0
     best_state: dict | None = None
     train_seconds: float = 0.0
+    val_seconds: float = 0.0  # evaluating the validation split after every epoch
     train_images: int = 0
     stopped_early: bool = False
 
@@ -184,7 +185,9 @@ def fit(
         )
         result.train_seconds += time.perf_counter() - start
         result.train_images += len(data.train)
+        val_start = time.perf_counter()
         val_loss, val_acc = evaluate(judged, data.val, data, trainer)
+        result.val_seconds += time.perf_counter() - val_start
         schedule.after_epoch(val_loss)
         metrics = EpochMetrics(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - start)
         result.history.append(metrics)

@@ -241,5 +241,6 @@ def ui_link(run: mlflow.ActiveRun) -> str:
     return link if base == uri.rstrip("/") else f"{link} (after `mlflow ui` here)"
 
 
-def log_wall_seconds(seconds: float) -> None:
-    mlflow.log_metric("wall_seconds", seconds)
+def log_timing(wall_seconds: float, phases: dict[str, float]) -> None:
+    """The run's wall time from the start of train() and each phase's share (mnist_sweep.train.Stopwatch)."""
+    mlflow.log_metrics({"wall_seconds": wall_seconds, **{f"seconds_{name}": s for name, s in phases.items()}})

@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,12 @@ class RunResult:
     ui_link: str = ""
 
     macs: int = 0  # multiply-accumulates per image (torchinfo)
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds of each phase (Stopwatch)
+
+    @property
+    def fixed_seconds(self) -> float:
+        """Everything but the training steps and validation: what a run costs on top of its epochs."""
+        return sum(s for name, s in self.phases.items() if name not in ("training", "validation"))
 
     @property
     def epoch_seconds(self) -> float:
@@ -70,6 +76,20 @@ def build(target_cfg: DictConfig, what: str, *args, **kwargs):
 
 def build_model(model_cfg: DictConfig) -> torch.nn.Module:
     return build(model_cfg.net, f"model {model_cfg.name!r}")
+
+
+class Stopwatch:
+    """Wall seconds per phase of a run, lap by lap: the fixed cost around the epochs is a cost every sweep trial
+    pays again, so each run logs it (seconds_<phase> in MLflow) and `python -m mnist_sweep.profile` prints it."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 def check_budget(name: str, n_params: int, max_params: int | None) -> None:
@@ -120,6 +140,7 @@ def build_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int) -> LRSchedu
 def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> RunResult:
     """The job behind `python -m mnist_sweep`. on_epoch_end lets a sweeper watch (and prune) each epoch."""
     started = time.perf_counter()
+    watch = Stopwatch()
     validate(cfg)
     seed_everything(cfg.seed)
     if cfg.trainer.num_threads:
@@ -132,7 +153,9 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     device = resolve_device(cfg.trainer.device)
     tracking.check_server(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    watch.lap("setup")
     data = load_data(cfg.dataset, device)
+    watch.lap("data")
     model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     if settings.compile:
@@ -141,20 +164,30 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
     augment = build(cfg.augmentation, "augmentation").to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
+    watch.lap("setup")
 
     with tracking.mlflow_run(cfg) as run:
         stats = measure(model, device)
         model_summary = str(stats)
         tracking.log_config(cfg, n_params, model_summary)
         tracking.log_dataset(data)
+        watch.lap("mlflow_start")
         result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end))
+        watch.lap("training")
+        watch.phases["training"] -= result.val_seconds
+        watch.phases["validation"] = result.val_seconds
         if settings.keep_best:
             model.load_state_dict(result.best_state)
         macs = int(stats.total_mult_adds)
-        test_acc = evaluate_test_once(model, data, settings, result, n_params, macs)
+        test_acc, test_preds = evaluate_test_once(model, data, settings)
+        tracking.log_result(result, None if math.isnan(test_acc) else test_acc, n_params, macs)
+        watch.lap("test")
+        tracking.log_figures(result, data, test_preds)
+        watch.lap("figures")
         tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model)
+        watch.lap("checkpoint")
         wall_seconds = time.perf_counter() - started
-        tracking.log_wall_seconds(wall_seconds)
+        tracking.log_timing(wall_seconds, watch.phases)
 
     outcome = RunResult(
         cfg.model.name,
@@ -168,6 +201,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         run.info.run_id,
         tracking.ui_link(run),
         macs=macs,
+        phases=watch.phases,
     )
     if cfg.get("optuna") is None:
         print_summary(outcome, result.images_per_second)
@@ -196,23 +230,23 @@ def epoch_logger(on_epoch_end):
     return log_epoch
 
 
-def evaluate_test_once(model, data, settings: TrainerConfig, result, n_params: int, macs: int) -> float:
-    """The one and only look at the test split, on the checkpoint chosen by validation accuracy (none at all with
-    trainer.evaluate_test=false: NaN); logs the final metrics and the figures."""
+def evaluate_test_once(model, data, settings: TrainerConfig) -> tuple[float, torch.Tensor | None]:
+    """The one and only look at the test split, on the checkpoint chosen by validation accuracy: its accuracy and
+    predictions (with trainer.evaluate_test=false, none at all: NaN and None)."""
     if not settings.evaluate_test:
-        tracking.log_result(result, None, n_params, macs)
-        tracking.log_figures(result, data, None)
-        return math.nan
+        return math.nan, None
     logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.amp)
     test_preds = logits.argmax(1)
-    test_acc = (test_preds == data.test.labels).float().mean().item()
-    tracking.log_result(result, test_acc, n_params, macs)
-    tracking.log_figures(result, data, test_preds)
-    return test_acc
+    return (test_preds == data.test.labels).float().mean().item(), test_preds
 
 
 def print_summary(r: RunResult, images_per_second: float) -> None:
     print(summary_text(r, images_per_second), flush=True)
+
+
+def fixed_cost_text(r: RunResult) -> str:
+    parts = ", ".join(f"{name} {s:.1f}" for name, s in r.phases.items() if name not in ("training", "validation"))
+    return f"validation {r.phases.get('validation', 0):.1f}s; fixed cost {r.fixed_seconds:.1f}s: {parts}"
 
 
 def summary_text(r: RunResult, images_per_second: float) -> str:
@@ -226,7 +260,7 @@ def summary_text(r: RunResult, images_per_second: float) -> str:
             "multiply-adds": f"{r.macs:,} per image",
             "train time": f"{r.train_seconds:.1f}s ({r.train_seconds / r.epochs_run:.1f}s/epoch, "
             f"{images_per_second:,.0f} images/s)",
-            "wall time": f"{r.wall_seconds:.1f}s",
+            "wall time": f"{r.wall_seconds:.1f}s ({fixed_cost_text(r)})",
             "MLflow run": r.run_id,
         }
     )

@@ -36,3 +36,26 @@ def test_bench_reports_both_pipelines_and_their_ratio(tmp_path, mnist_root):
     project = figures["rows"]["project (tensors on device)"]
     assert project["precision"] == "fp32"  # trainer.amp defaults to off on the CPU
     assert project["peak_fraction"] == pytest.approx(project["gflop_per_s"] / peaks["fp32"])
+
+
+def test_profile_charges_the_epoch_to_layers_and_the_run_to_its_phases(tmp_path, mnist_root):
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep.profile", "--images", "512", "trainer.epochs=1", "dataset.train_limit=512"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MNIST_SWEEP_DATA": mnist_root, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    for row in ("forward       conv", "backward      conv", "forward       batchnorm", "backward      batchnorm",
+                "augmentation", "optimizer     SGD.step", "validation:"):  # fmt: skip
+        assert row in out, row
+    epoch_rows = out.split("== one whole run")[0]
+    epoch_shares = [float(line.split()[-1].rstrip("%")) for line in epoch_rows.splitlines() if line.endswith("%")]
+    assert sum(epoch_shares) == pytest.approx(100, abs=0.5)  # every op charged once, the rest is what is left
+    for phase in ("start-up (Python, imports, Hydra)", "mlflow_start", "training", "figures", "checkpoint"):
+        assert phase in out
+    assert "fixed cost" in out and "torchvision" in out
+    assert not list(tmp_path.iterdir())  # the whole run went to a scratch directory

@@ -154,3 +154,26 @@ def test_real_files_are_verified_by_content_so_a_recompressed_copy_passes_and_a_
                 load_split(dataset, folder, "test")
         else:
             assert len(load_split(dataset, folder, "test")) == 10_000, label
+
+
+def test_a_process_reads_the_files_once_and_every_run_gets_the_same_data(mnist_root):
+    """A sweep worker runs trial after trial in one process: the second load_data reuses the verified files, and
+    what a run did to its Data (training reads, normalises and augments it) leaves the next run's data unchanged."""
+    from omegaconf import OmegaConf
+
+    from mnist_sweep.data import load_data, read_verified
+    from mnist_sweep.engine import normalise
+
+    cfg = OmegaConf.create(
+        {"name": "mnist", "root": mnist_root, "extra_dirs": [], "download": False, "val_size": 5000,
+         "split_seed": 0, "train_limit": None, "mean": 0.1307, "std": 0.3081}
+    )  # fmt: skip
+    read_verified.cache_clear()
+    first = load_data(cfg, torch.device("cpu"))
+    expected = [s.images.clone() for s in (first.train, first.val, first.test)]
+    normalise(first.train.images[:512], first.mean, first.std)  # what a training step does with the images
+    normalise(first.test.images, first.mean, first.std)
+    second = load_data(cfg, torch.device("cpu"))
+    assert read_verified.cache_info().misses == 2 and read_verified.cache_info().hits == 2  # train and test, once
+    for split, images in zip((second.train, second.val, second.test), expected, strict=True):
+        assert torch.equal(split.images, images)

@@ -50,9 +50,19 @@ def cli_run(tmp_path_factory, mnist_root):
 
 def test_summary_names_model_accuracy_time_and_run(cli_run):
     _, stdout, _, run = cli_run
-    for label in ("model", "parameters", "best val accuracy", "test accuracy", "wall time", "MLflow run"):
+    for label in ("model", "parameters", "best val accuracy", "test accuracy", "wall time", "MLflow run", "fixed cost"):
         assert label in stdout
     assert "7,788" in stdout and run.info.run_id in stdout
+
+
+def test_the_run_logs_where_its_wall_time_went(cli_run):
+    """The phases (mnist_sweep.train.Stopwatch) cover the run: they add up to its wall time in train()."""
+    _, _, _, run = cli_run
+    m = run.data.metrics
+    phases = {"setup", "data", "mlflow_start", "training", "validation", "test", "figures", "checkpoint"}
+    assert {f"seconds_{p}" for p in phases} <= set(m)
+    assert all(m[f"seconds_{p}"] >= 0 for p in phases) and m["seconds_training"] > 0 and m["seconds_validation"] > 0
+    assert sum(m[f"seconds_{p}"] for p in phases) == pytest.approx(m["wall_seconds"], rel=0.02, abs=0.05)
 
 
 def test_run_names_its_dataset_recipe_and_experiment_kind_and_prints_no_warning(cli_run, mnist_root):
