@@ -76,9 +76,9 @@ def test_fast_dropout_drops_p_and_rescales_the_rest():
     x = torch.ones(64, 8, 26, 26)
     y = Dropout(0.1).train()(x)
     dropped = (y == 0).float().mean().item()
-    assert abs(dropped - 0.1) < 0.005
-    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
-    assert abs(y.mean().item() - 1.0) < 0.01
+    assert abs(dropped - 26 / 256) < 0.003  # p rounded to 1/256
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 256 / 230))
+    assert abs(y.mean().item() - 1.0) < 0.005  # the rescale makes the expectation exact
 
 
 def test_fast_dropout_is_identity_in_eval_and_follows_the_seed():
