@@ -6,7 +6,9 @@ number of images, timed in alternation so that drift on a noisy machine hits bot
 (b) seed-style: torchvision's MNIST dataset + PIL RandomRotation(±7°) + ToTensor + Normalize per image, through
     a DataLoader, as the seed projects do, with the same layers in torch's stock form (nn.Dropout and
     nn.BatchNorm2d instead of the project's kernels, contiguous NCHW instead of channels_last).
-Both train the model with SGD (momentum 0.9) at the same batch size for one epoch of --images images.
+Both train the model with SGD (momentum 0.9) at the same batch size for one epoch of --images images. A third
+pipeline is (a) with torch's nn.BatchNorm2d and nn.Dropout instead of the project's CPU kernels, timed in the same
+rounds, so the kernels' own gain is a ratio measured in one run too.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from mnist_sweep.batchnorm import BatchNorm2d
 from mnist_sweep.config import register_configs
 from mnist_sweep.data import load_data, locate
 from mnist_sweep.engine import LRSchedule, autocast_dtype, train_one_epoch
-from mnist_sweep.models import Dropout, count_parameters
+from mnist_sweep.models import count_parameters, with_torch_kernels
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+PROJECT = "project (tensors on device)"
+TORCH_KERNELS = "project, torch's BN + dropout"
+SEED_STYLE = "seed-style (DataLoader + PIL)"
 FULL_EPOCH = 55_000  # training images per epoch with the default 5,000-image validation split
 
 
@@ -75,25 +79,14 @@ def fresh_model(cfg, device: torch.device, channels_last: bool) -> torch.nn.Modu
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def with_stock_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """The seeds' nn.Dropout and nn.BatchNorm2d in place of the project's: same math, torch's own kernels."""
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, Dropout):
-                setattr(parent, name, torch.nn.Dropout(child.p))
-            elif isinstance(child, BatchNorm2d):
-                stock = torch.nn.BatchNorm2d(child.num_features, child.eps, child.momentum)
-                stock.load_state_dict(child.state_dict())
-                setattr(parent, name, stock)
-    return model
-
-
 def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
-def time_project_epoch(cfg, data, device: torch.device) -> float:
+def time_project_epoch(cfg, data, device: torch.device, torch_kernels: bool = False) -> float:
+    """torch_kernels: the same pipeline with torch's nn.BatchNorm2d and nn.Dropout (trainer.cpu_kernels=false)."""
     model = fresh_model(cfg, device, cfg.trainer.channels_last)
+    model = with_torch_kernels(model) if torch_kernels or not cfg.trainer.cpu_kernels else model
     optimizer = sgd(model)
     settings = OmegaConf.to_object(cfg.trainer)  # the same settings a run trains with (trainer.* overrides apply)
     schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
@@ -123,7 +116,7 @@ def seed_style_dataset(cfg, images: int) -> Subset:
 
 
 def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
-    model = with_stock_layers(fresh_model(cfg, device, channels_last=False))
+    model = with_torch_kernels(fresh_model(cfg, device, channels_last=False))
     optimizer = sgd(model)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     model.train()
@@ -192,26 +185,27 @@ def main() -> None:
 
     time_project_epoch(cfg, data, device)  # warm-up: allocator, oneDNN primitive caches, lazy imports
     time_seed_style_epoch(cfg, Subset(seed_data.dataset, range(args.batch_size * 4)), args, device)
-    project, seed_style = [], []
-    for _ in range(args.repeats):
-        project.append(args.images / time_project_epoch(cfg, data, device))
-        seed_style.append(args.images / time_seed_style_epoch(cfg, seed_data, args, device))
-    ratios = [a / b for a, b in zip(project, seed_style, strict=True)]
+    rates = {PROJECT: [], TORCH_KERNELS: [], SEED_STYLE: []}
+    for _ in range(args.repeats):  # in turn, so that the machine's drift hits all three alike
+        rates[PROJECT].append(args.images / time_project_epoch(cfg, data, device))
+        rates[TORCH_KERNELS].append(args.images / time_project_epoch(cfg, data, device, torch_kernels=True))
+        rates[SEED_STYLE].append(args.images / time_seed_style_epoch(cfg, seed_data, args, device))
     peaks = {"fp32": gemm_peak(torch.float32, device), "bf16": gemm_peak(torch.bfloat16, device)}
     precision = "bf16" if autocast_dtype(cfg.trainer.amp, device) == torch.bfloat16 else "fp32"
-    report(args, device, n_params, flops, project, seed_style, ratios, peaks, precision)
+    report(args, device, n_params, flops, rates, peaks, precision)
 
 
-def report(args, device, n_params, flops, project, seed_style, ratios, peaks: dict, precision: str) -> None:
+def pair_ratios(a: list[float], b: list[float]) -> list[float]:
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def report(args, device, n_params, flops, rates: dict[str, list[float]], peaks: dict, precision: str) -> None:
     """precision: the project side's (trainer.amp); its GFLOP/s are set against the GEMM peak of that precision,
     the seed-style side's (always fp32) against the fp32 peak."""
     train_flops = 3 * flops  # backward costs about twice the forward pass
     rows = {}
-    for name, rates, dtype in (
-        ("project (tensors on device)", project, precision),
-        ("seed-style (DataLoader + PIL)", seed_style, "fp32"),
-    ):
-        rate = statistics.median(rates)
+    for name, dtype in ((PROJECT, precision), (TORCH_KERNELS, precision), (SEED_STYLE, "fp32")):
+        rate = statistics.median(rates[name])
         gflops = rate * train_flops / 1e9
         rows[name] = {
             "images_per_s": rate,
@@ -238,10 +232,13 @@ def report(args, device, n_params, flops, project, seed_style, ratios, peaks: di
     for name, r in rows.items():
         share = f"{100 * r['peak_fraction']:.1f}% {r['precision']}"
         print(f"{name:<32}{r['images_per_s']:>10,.0f}{r['s_per_epoch_55k']:>10.1f}{r['gflop_per_s']:>9.2f}{share:>14}")
-    print(
-        f"speed-up: {statistics.median(ratios):.2f}x (median of per-pair ratios; all pairs: "
-        f"{', '.join(f'{r:.2f}' for r in ratios)})"
-    )
+    ratios = pair_ratios(rates[PROJECT], rates[SEED_STYLE])
+    kernel_ratios = pair_ratios(rates[PROJECT], rates[TORCH_KERNELS])
+    for label, values in (("speed-up", ratios), ("the project's CPU kernels", kernel_ratios)):
+        print(
+            f"{label}: {statistics.median(values):.2f}x (median of per-round ratios; all rounds: "
+            f"{', '.join(f'{r:.2f}' for r in values)})"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -249,6 +246,7 @@ def report(args, device, n_params, flops, project, seed_style, ratios, peaks: di
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "rows": rows,
                     "ratios": ratios,
+                    "kernel_ratios": kernel_ratios,
                     "forward_flops": flops,
                     "gemm_peak_gflop_per_s": peaks,
                 },

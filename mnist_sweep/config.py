@@ -36,6 +36,9 @@ class TrainerConfig:
     evaluate_test: bool = True
     progress: bool = True  # progress bar per epoch (tqdm stays quiet anyway when output is not a terminal)
     channels_last: bool = True  # NHWC weights and activations: measured faster on CPU (oneDNN) and on CUDA
+    # The project's CPU BatchNorm and Dropout kernels (mnist_sweep.batchnorm, models.Dropout; README, Performance);
+    # false: torch's own nn.BatchNorm2d and nn.Dropout, same math and checkpoints.
+    cpu_kernels: bool = True
     compile: bool = False  # torch.compile the model: on this 2-core CPU it compiled for ~30 s and then ran slower
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
     # auto: bf16 on CUDA, off on CPU (bf16 pays off only on CPUs with native bf16 such as AVX512-BF16, and even

@@ -131,5 +131,19 @@ class Net(nn.Sequential):
         super().__init__(*blocks)
 
 
+def with_torch_kernels(model: nn.Module) -> nn.Module:
+    """torch's own nn.Dropout and nn.BatchNorm2d in place of the project's CPU kernels (trainer.cpu_kernels=false,
+    and the benchmark's comparison): same math and state, torch's kernels."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, Dropout):
+                setattr(parent, name, nn.Dropout(child.p))
+            elif isinstance(child, BatchNorm2d):
+                stock = nn.BatchNorm2d(child.num_features, child.eps, child.momentum)
+                stock.load_state_dict(child.state_dict())
+                setattr(parent, name, stock)
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

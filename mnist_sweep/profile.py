@@ -115,7 +115,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     from mnist_sweep.config import register_configs
     from mnist_sweep.data import load_data
     from mnist_sweep.engine import evaluate, train_one_epoch
-    from mnist_sweep.train import build, build_model, build_schedule, resolve_device
+    from mnist_sweep.train import build, build_model, build_schedule, prepare_model, resolve_device
 
     register_configs()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -128,9 +128,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     device = resolve_device(settings.device)
     data = load_data(cfg.dataset, device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(
-        device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format
-    )
+    model = prepare_model(build_model(cfg.model), settings, device)
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
     schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
     augment = build(cfg.augmentation, "augmentation").to(device)

@@ -23,7 +23,7 @@ from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
 from mnist_sweep.engine import LRSchedule, fit, predict
 from mnist_sweep.errors import BudgetError, UserError
-from mnist_sweep.models import count_parameters
+from mnist_sweep.models import count_parameters, with_torch_kernels
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def prepare_model(model: torch.nn.Module, settings: TrainerConfig, device: torch.device) -> torch.nn.Module:
+    """The model as it trains: the project's CPU kernels or torch's, on the device, in its memory format, compiled
+    or not (mnist_sweep.profile prepares its model the same way)."""
+    if not settings.cpu_kernels:
+        model = with_torch_kernels(model)
+    model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
+    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
+    if settings.compile:
+        model.compile()  # in place, so state_dict keys stay those of the plain model
+    return model
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -156,10 +168,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     watch.lap("setup")
     data = load_data(cfg.dataset, device)
     watch.lap("data")
-    model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
-    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
-    if settings.compile:
-        model.compile()  # in place, so state_dict keys stay those of the plain model
+    model = prepare_model(model, settings, device)
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
     schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
     augment = build(cfg.augmentation, "augmentation").to(device)

@@ -28,7 +28,12 @@ def test_bench_reports_both_pipelines_and_their_ratio(tmp_path, mnist_root):
     for label in ("images/s", "s/epoch", "GFLOP/s", "speed-up", "MFLOP forward per image", "GEMM peak", "of peak"):
         assert label in done.stdout
     figures = json.loads(out.read_text())
-    assert set(figures["rows"]) == {"project (tensors on device)", "seed-style (DataLoader + PIL)"}
+    assert set(figures["rows"]) == {
+        "project (tensors on device)",
+        "project, torch's BN + dropout",
+        "seed-style (DataLoader + PIL)",
+    }
+    assert len(figures["kernel_ratios"]) == 1 and "the project's CPU kernels" in done.stdout
     assert all(row["images_per_s"] > 0 for row in figures["rows"].values())
     assert len(figures["ratios"]) == 1 and figures["forward_flops"] > 1e6
     peaks = figures["gemm_peak_gflop_per_s"]

@@ -107,3 +107,24 @@ def test_measuring_a_model_leaves_the_run_untouched():
     assert measure(model).total_mult_adds > 0
     assert torch.equal(torch.rand(3), expected)  # the random stream is where it was
     assert model.training and torch.equal(model[1].running_mean, torch.zeros(4))  # mode and BN statistics kept
+
+
+def test_torch_kernels_swap_in_the_same_state():
+    """trainer.cpu_kernels=false: torch's nn.BatchNorm2d and nn.Dropout, with the weights and statistics kept."""
+    from mnist_sweep.batchnorm import BatchNorm2d
+    from mnist_sweep.models import with_torch_kernels
+
+    model = build_model(compose_config("model=gap8k").model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    swapped = with_torch_kernels(model)
+    kinds = {type(m) for m in swapped.modules()}
+    assert nn.BatchNorm2d in kinds and nn.Dropout in kinds and BatchNorm2d not in kinds and Dropout not in kinds
+    assert all(torch.equal(v, state[k]) for k, v in swapped.state_dict().items())
+    original = build_model(compose_config("model=gap8k").model)
+    original.load_state_dict(state)
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(swapped.eval()(x), original.eval()(x), atol=1e-6)
