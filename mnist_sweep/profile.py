@@ -139,7 +139,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
         train_one_epoch(model, data, optimizer, schedule, augment, settings, desc="profile")
         return time.perf_counter() - start
 
-    epoch()  # warm-up: oneDNN primitives, allocator
+    warm_up = epoch()  # oneDNN primitives, the allocator; with trainer.compile, the compilation
     plain = epoch()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         profiled = epoch()
@@ -150,7 +150,10 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     totals = charge(prof.events())
     print(f"\n== one epoch: {cfg.model.name}, {len(data.train):,} images, batch {settings.batch_size}, "
           f"{torch.get_num_threads()} threads, amp={settings.amp}")  # fmt: skip
-    print(f"unprofiled {plain:.2f} s ({len(data.train) / plain:,.0f} images/s); profiled {profiled:.2f} s")
+    print(
+        f"first epoch (warm-up{', compilation included' if settings.compile else ''}) {warm_up:.2f} s; "
+        f"unprofiled {plain:.2f} s ({len(data.train) / plain:,.0f} images/s); profiled {profiled:.2f} s"
+    )
     print(f"{'pass':<14}{'kind':<22}{'ms':>9}{'share':>8}")
     profiled_us = profiled * 1e6
     for (phase, kind), us in sorted(totals.items(), key=lambda item: -item[1]):
