@@ -112,7 +112,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     from omegaconf import OmegaConf
     from torch.profiler import ProfilerActivity, profile
 
-    from mnist_sweep.config import register_configs
+    from mnist_sweep.config import register_configs, validate
     from mnist_sweep.data import load_data
     from mnist_sweep.engine import evaluate, train_one_epoch
     from mnist_sweep.train import build, build_model, build_schedule, prepare_model, resolve_device
@@ -121,6 +121,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         # three epochs: a warm-up, a plain one and the profiled one (a OneCycle schedule must last that long)
         extra = [f"dataset.train_limit={images}", "trainer.progress=false", "trainer.epochs=3"]
+        validate(compose("config", overrides=overrides))  # the run's own settings, as the user gave them
         cfg = compose("config", overrides=[*overrides, *extra])
     settings = OmegaConf.to_object(cfg.trainer)
     if settings.num_threads:
@@ -132,7 +133,6 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
     schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
     augment = build(cfg.augmentation, "augmentation").to(device)
-    label_layers(model, augment)
 
     def epoch() -> float:
         start = time.perf_counter()
@@ -141,6 +141,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
 
     warm_up = epoch()  # oneDNN primitives, the allocator; with trainer.compile, the compilation
     plain = epoch()
+    label_layers(model, augment)  # after the plain epoch, so that its figure carries no profiler ranges
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         profiled = epoch()
     start = time.perf_counter()
@@ -215,9 +216,17 @@ def import_seconds(importtime: str, top: tuple[str, ...] = ("torch", "torchvisio
 
 
 def main() -> None:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mnist_sweep.errors import UserError
+
     args = parse_args()
     overrides = args.overrides or DEFAULT_OVERRIDES
-    profile_epoch(overrides, args.images)
+    try:
+        profile_epoch(overrides, args.images)
+    except (HydraException, OmegaConfBaseException, UserError) as exc:
+        sys.exit(f"mnist_sweep.profile: error: the overrides {' '.join(overrides)} do not make a run: {exc}")
     if not args.no_run:
         profile_run(overrides)
 

@@ -64,3 +64,17 @@ def test_profile_charges_the_epoch_to_layers_and_the_run_to_its_phases(tmp_path,
         assert phase in out
     assert "fixed cost" in out and "torchvision" in out
     assert not list(tmp_path.iterdir())  # the whole run went to a scratch directory
+
+
+def test_profile_refuses_bad_overrides_in_one_paragraph(tmp_path, mnist_root):
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep.profile", "--no-run", "trainer.batch_size=0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MNIST_SWEEP_DATA": mnist_root, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode != 0
+    assert "mnist_sweep.profile: error:" in done.stderr and "trainer.batch_size must be at least 1" in done.stderr
+    assert "Traceback" not in done.stderr
