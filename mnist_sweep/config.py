@@ -39,7 +39,7 @@ class TrainerConfig:
     # The project's CPU BatchNorm and Dropout kernels (mnist_sweep.batchnorm, models.Dropout; README, Performance);
     # false: torch's own nn.BatchNorm2d and nn.Dropout, same math and checkpoints.
     cpu_kernels: bool = True
-    compile: bool = False  # torch.compile the model: on this 2-core CPU it compiled for ~30 s and then ran slower
+    compile: bool = False  # torch.compile: on this 2-core CPU gap8k compiled for ~240 s, then ran 3x slower (README)
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
     # auto: bf16 on CUDA, off on CPU (bf16 pays off only on CPUs with native bf16 such as AVX512-BF16, and even
     # there it is opt-in so that default results stay fp32)

@@ -81,6 +81,12 @@ def test_fast_dropout_drops_p_and_rescales_the_rest():
     assert abs(y.mean().item() - 1.0) < 0.005  # the rescale makes the expectation exact
 
 
+def test_fast_dropout_near_one_keeps_one_value_in_256():
+    x = torch.ones(16, 8, 10, 10)
+    y = Dropout(0.999)(x)  # rounds to 256/256: capped at 255/256, never a division by zero
+    assert torch.isfinite(y).all() and set(y.unique().tolist()) <= {0.0, 256.0}
+
+
 def test_fast_dropout_is_identity_in_eval_and_follows_the_seed():
     x = torch.randn(4, 8, 6, 6)
     assert torch.equal(Dropout(0.3).eval()(x), x)
