@@ -146,6 +146,21 @@ def queue_runs(stage1: optuna.Study, stage2: optuna.Study, settings: FinalistSet
     return jobs
 
 
+def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Two sweep commands on one study (two hosts) may both queue the same stage-2 run, each before it sees the
+    other's (queue_runs): the later-numbered copy of a (finalist, seed) gives way to the earlier one, unless that
+    one was interrupted or given back (then this copy is the run)."""
+    key = (trial.user_attrs.get(Attr.FINALIST_OF), trial.user_attrs.get(Attr.SEED))
+    if key[0] is None:
+        return False
+    return any(
+        t.number < trial.number
+        and (t.user_attrs.get(Attr.FINALIST_OF), t.user_attrs.get(Attr.SEED)) == key
+        and outcome_of(t) not in (Outcome.SURPLUS, Outcome.INTERRUPTED)
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 def wait_for_round(stage2: optuna.Study, run: Resolved, is_alive: Callable[[str], bool]) -> int:
     """A worker waits until its command has queued this sweep's runs; the number of runs. Polls the storage."""
     while True:

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from optuna_sweeper.budget import ParamBudget, Size
 from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.finalists import queued_twice
 from optuna_sweeper.optuna_api import job_outcome, trial_id
 from optuna_sweeper.outcomes import COUNTED, Attr, Outcome, count, outcome_of
 from optuna_sweeper.settings import Resolved, worker_name
@@ -100,7 +101,7 @@ class TrialLoop:
         trial.set_user_attr(Attr.SWEEP, self.run.sweep_id)
         trial.set_user_attr(Attr.WORKER, worker_name())
         preset = trial.user_attrs.get(Attr.PRESET)
-        if self.surplus(trial) or (self.preset_only and preset is None):
+        if self.surplus(trial) or (self.preset_only and preset is None) or queued_twice(self.study, trial):
             # preset_only: another process took the last queued run between our look and our ask
             trial.set_user_attr(Attr.SURPLUS, True)
             self.study.tell(trial, state=TrialState.FAIL)

@@ -363,3 +363,48 @@ def test_kill_9_of_the_sweep_command_stops_its_workers_who_requeue_their_trial(t
     assert run_toy(*toy[1:], "hydra.sweeper.n_workers=1", "epoch_seconds=0", cwd=tmp_path).returncode == 0
     after = load(tmp_path)
     assert not [t for t in after.trials if t.state == TrialState.RUNNING] and len(trained_trials(after)) == 6
+
+
+def queue_twice(stage1, stage2, settings) -> None:
+    """What two commands' queue_runs do when each looks before the other has queued: every run twice."""
+    from optuna_sweeper.finalists import queue_runs
+
+    queue_runs(stage1, stage2, settings, "host-a")
+    for queued in stage2.get_trials(deepcopy=False):  # host B's, from its own (empty) look at the study
+        stage2.enqueue_trial({}, user_attrs=dict(queued.user_attrs))
+
+
+def test_a_stage_two_run_queued_by_two_commands_runs_once():
+    """Two hosts' sweep commands each queue stage 2 (queue_runs) before either sees the other's runs: each
+    (finalist, seed) is then queued twice, and the later copy gives way, unless the earlier one was interrupted."""
+    from optuna_sweeper.finalists import FinalistSettings, queued_twice
+
+    stage1 = optuna.create_study(direction="maximize")
+    stage1.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    stage2 = optuna.create_study(direction="maximize")
+    settings = FinalistSettings(top_k=1, seeds=[1, 2], seed_key="seed", overrides=[], report=[])
+    queue_twice(stage1, stage2, settings)
+    assert len(stage2.get_trials(deepcopy=False)) == 4
+    seeds_run, given_way = [], []
+    for _ in range(4):
+        trial = stage2.ask()
+        seed = trial.user_attrs[Attr.SEED]
+        if queued_twice(stage2, trial):
+            given_way.append(seed)
+            trial.set_user_attr(Attr.SURPLUS, True)
+            stage2.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            seeds_run.append(seed)
+            stage2.tell(trial, 0.9)
+    assert sorted(seeds_run) == [1, 2] and sorted(given_way) == [1, 2]
+
+    # An interrupted run's later copy is its retry, not a duplicate.
+    stage2 = optuna.create_study(direction="maximize")
+    queue_twice(stage1, stage2, settings)
+    first = stage2.ask()
+    first.set_user_attr(Attr.INTERRUPTED, True)
+    stage2.tell(first, state=optuna.trial.TrialState.FAIL)
+    assert outcome_of(stage2.trials[first.number]) == Outcome.INTERRUPTED
+    copies = [stage2.ask() for _ in range(3)]
+    twin = next(t for t in copies if t.user_attrs[Attr.SEED] == first.user_attrs[Attr.SEED])
+    assert not queued_twice(stage2, twin)
