@@ -31,12 +31,11 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from mnist_sweep.config import register_configs
+from mnist_sweep.config import CONF, register_configs
 from mnist_sweep.data import load_data, locate
 from mnist_sweep.engine import LRSchedule, autocast_dtype, train_one_epoch
 from mnist_sweep.models import count_parameters, with_torch_kernels
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 PROJECT = "project (tensors on device)"
 TORCH_KERNELS = "project, torch's BN + dropout"
 SEED_STYLE = "seed-style (DataLoader + PIL)"

@@ -7,6 +7,7 @@ field here and nowhere else. Nothing heavy is imported: `python -m mnist_sweep -
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -15,6 +16,7 @@ from omegaconf import MISSING, DictConfig
 from mnist_sweep.errors import UserError
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the config groups, for tools that compose without @hydra.main
 
 
 @dataclass

@@ -23,9 +23,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from mnist_sweep.config import CONF
+
 DEFAULT_OVERRIDES = ["experiment=fast"]
 
 # Forward: the layer kinds a model is built from (mnist_sweep.models, .batchnorm, torch.nn) and the augmentations.

@@ -127,11 +127,7 @@ def open_finalist_study(run: Resolved) -> tuple[optuna.Study, Resolved]:
 def queue_runs(stage1: optuna.Study, stage2: optuna.Study, settings: FinalistSettings, sweep_id: str) -> int:
     """The sweep command queues the (finalist, seed) runs the second study does not hold yet, then says how many
     there are, which lets its workers start. Returns that number."""
-    held = {
-        (t.user_attrs.get(Attr.FINALIST_OF), t.user_attrs.get(Attr.SEED))
-        for t in stage2.get_trials(deepcopy=False)
-        if outcome_of(t) not in (Outcome.SURPLUS, Outcome.INTERRUPTED)
-    }
+    held = {run_key(t) for t in stage2.get_trials(deepcopy=False) if holds_its_run(t)}
     wanted = [(trial, seed) for trial in choose(stage1, settings.top_k) for seed in settings.seeds]
     for trial, seed in wanted:
         if (trial.number, seed) not in held:
@@ -146,18 +142,26 @@ def queue_runs(stage1: optuna.Study, stage2: optuna.Study, settings: FinalistSet
     return jobs
 
 
+def run_key(trial: optuna.Trial | FrozenTrial) -> tuple[int | None, int | None]:
+    """A stage-2 run's identity: the stage-1 trial it retrains and its seed ((None, None) for a stage-1 trial)."""
+    return trial.user_attrs.get(Attr.FINALIST_OF), trial.user_attrs.get(Attr.SEED)
+
+
+def holds_its_run(trial: FrozenTrial) -> bool:
+    """Whether a stage-2 trial stands for its run: not one given back unrun (surplus) or interrupted and queued
+    again (its retry stands for it)."""
+    return outcome_of(trial) not in (Outcome.SURPLUS, Outcome.INTERRUPTED)
+
+
 def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Two sweep commands on one study (two hosts) may both queue the same stage-2 run, each before it sees the
     other's (queue_runs): the later-numbered copy of a (finalist, seed) gives way to the earlier one, unless that
     one was interrupted or given back (then this copy is the run)."""
-    key = (trial.user_attrs.get(Attr.FINALIST_OF), trial.user_attrs.get(Attr.SEED))
+    key = run_key(trial)
     if key[0] is None:
         return False
     return any(
-        t.number < trial.number
-        and (t.user_attrs.get(Attr.FINALIST_OF), t.user_attrs.get(Attr.SEED)) == key
-        and outcome_of(t) not in (Outcome.SURPLUS, Outcome.INTERRUPTED)
-        for t in study.get_trials(deepcopy=False)
+        t.number < trial.number and run_key(t) == key and holds_its_run(t) for t in study.get_trials(deepcopy=False)
     )
 
 
