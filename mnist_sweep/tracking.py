@@ -4,7 +4,9 @@ call of a run is made here; train.py says what to record, this module says how."
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
@@ -87,13 +89,33 @@ def check_server(cfg: DictConfig) -> None:
             ) from None
 
 
+@contextlib.contextmanager
+def sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """Held while a run opens a sqlite tracking store. MLflow creates a missing sqlite database's tables without a
+    lock of its own, so two runs started at once in a fresh launch directory both try, and the second fails with
+    "table experiments already exists". An flock on the database's directory (no lock file left behind) lets one
+    create the tables and the experiment while the other waits; a server or an existing store costs one flock."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    parent = Path(path).resolve().parent if path is not None and not path.startswith(":memory:") else None
+    if parent is None or not parent.is_dir():  # nothing to create twice, or MLflow's own error to come
+        yield
+        return
+    directory = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(directory)  # releases the lock
+
+
 def use_experiment(cfg: DictConfig) -> None:
     t = cfg.tracking
     if t.tracking_uri:
         mlflow.set_tracking_uri(t.tracking_uri)
-    experiment = mlflow.set_experiment(t.experiment)
-    if "mlflow.experimentKind" not in experiment.tags:
-        mlflow.set_experiment_tags(EXPERIMENT_KIND)
+    with sqlite_creation_lock(mlflow.get_tracking_uri()):
+        experiment = mlflow.set_experiment(t.experiment)
+        if "mlflow.experimentKind" not in experiment.tags:
+            mlflow.set_experiment_tags(EXPERIMENT_KIND)
 
 
 @contextlib.contextmanager

@@ -152,3 +152,26 @@ def test_sigterm_marks_the_run_killed_and_keeps_its_epochs(tmp_path, mnist_root)
     (run,) = client.search_runs([client.get_experiment_by_name("mnist_sweep").experiment_id])
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 1
+
+
+# Each process opens the launch directory's fresh sqlite store the way a run does (tracking.use_experiment).
+OPEN_STORE = """
+from omegaconf import OmegaConf
+from mnist_sweep import tracking
+tracking.use_experiment(OmegaConf.create({"tracking": {"tracking_uri": None, "experiment": "mnist_sweep"}}))
+"""
+
+
+def test_runs_started_together_in_a_fresh_directory_share_one_store(tmp_path):
+    """Two single runs launched at once used to race to create mlflow.db's tables ("table experiments already
+    exists" in the second); now one creates them while the others wait."""
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STORE], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [e.name for e in client.search_experiments()].count("mnist_sweep") == 1
+    assert not [p for p in tmp_path.iterdir() if p.name != "mlflow.db"]  # no lock file left behind
