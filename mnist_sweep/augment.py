@@ -76,6 +76,45 @@ class RandomErasing(nn.Module):
         return x.masked_fill(mask[:, None], self.value)
 
 
+class RandomHorizontalFlip(nn.Module):
+    """Mirror left-right with probability p, drawn per sample (clothes are symmetric; digits are not: MNIST's
+    configs never use it)."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"bad flip probability: p={p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(x.shape[0], device=x.device) < self.p
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class RandomCrop(nn.Module):
+    """torchvision's RandomCrop(size, padding) at the input's own size, drawn per sample: zero-pad by `padding`
+    pixels, then take the image back at a random whole-pixel offset. One gather for the batch; no resampling blur,
+    unlike a translation through grid_sample."""
+
+    def __init__(self, padding: int = 2) -> None:
+        super().__init__()
+        if padding < 0:
+            raise ValueError(f"bad crop padding: padding={padding}")
+        self.padding = int(padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding == 0:
+            return x
+        n, c, height, width = x.shape
+        pad, dev = self.padding, x.device
+        padded = F.pad(x, (pad, pad, pad, pad))
+        top = torch.randint(0, 2 * pad + 1, (n, 1), device=dev) + torch.arange(height, device=dev)
+        left = torch.randint(0, 2 * pad + 1, (n, 1), device=dev) + torch.arange(width, device=dev)
+        rows = torch.arange(n, device=dev)[:, None, None, None]
+        channels = torch.arange(c, device=dev)[None, :, None, None]
+        return padded[rows, channels, top[:, None, :, None], left[:, None, None, :]]
+
+
 class Compose(nn.Sequential):
     """Augmentations applied in order; an empty list is the identity (augmentation=none)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnist_sweep.augment import Compose, RandomAffine, RandomErasing
+from mnist_sweep.augment import Compose, RandomAffine, RandomCrop, RandomErasing, RandomHorizontalFlip
 
 
 @pytest.fixture
@@ -51,3 +51,33 @@ def test_empty_compose_is_identity(batch):
 def test_bad_affine_ranges_are_refused(kwargs):
     with pytest.raises(ValueError):
         RandomAffine(**kwargs)
+
+
+def test_flip_mirrors_about_half_the_images_and_leaves_the_rest():
+    x = torch.rand(400, 1, 28, 28)
+    out = RandomHorizontalFlip(0.5)(x)
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    kept = (out == x).flatten(1).all(1)
+    assert torch.all(mirrored ^ kept)  # every image is one or the other, exactly
+    assert 0.4 < mirrored.float().mean() < 0.6
+    assert torch.equal(RandomHorizontalFlip(0.0)(x), x)
+    assert torch.equal(RandomHorizontalFlip(1.0)(x), x.flip(-1))
+
+
+def test_crop_shifts_each_image_by_whole_pixels_within_the_padding():
+    torch.manual_seed(1)
+    x = torch.rand(300, 2, 28, 28) + 1  # no zeros inside, so the zero fill marks the shift
+    out = RandomCrop(padding=2)(x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    windows = padded.unfold(2, 28, 1).unfold(3, 28, 1)  # [n, c, 5, 5, 28, 28]: every whole-pixel shift
+    matches = (windows == out[:, :, None, None]).flatten(4).all(-1).all(1)  # [n, 5, 5], channels shifted together
+    assert torch.all(matches.flatten(1).sum(1) == 1)
+    offsets = matches.flatten(1).float().argmax(1)
+    assert len(offsets.unique()) == 25  # all 25 shifts drawn, per sample
+    assert torch.equal(RandomCrop(padding=0)(x), x)
+
+
+@pytest.mark.parametrize("make", [lambda: RandomHorizontalFlip(1.5), lambda: RandomCrop(-1)])
+def test_bad_flip_and_crop_settings_are_refused(make):
+    with pytest.raises(ValueError):
+        make()
