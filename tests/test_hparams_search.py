@@ -68,6 +68,31 @@ def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * 2
 
 
+def test_the_fashion_search_is_the_default_space_on_clothes_with_their_augmentations(tmp_path):
+    result = run_cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "+hparams_search=fashion_mnist",
+        "hydra.sweeper.n_trials=0",
+        "hydra.sweeper.n_workers=1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, _ = sweep_run(tmp_path)
+    params = parent.data.params
+    assert params["fixed.hparams_search"] == "fashion_mnist"
+    assert params["custom_search_space"] == "mnist_sweep.search_space.focused_space"
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
+    # Both seeds fit 20,000 parameters and 4M MACs: queued as written, with their rotation (one of the choices).
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * 2
+    queued = [t.system_attrs["fixed_params"] for t in study.trials]
+    assert [q["s2.w4"] if "s2.w4" in q else q["s3.w1"] for q in queued] == [16, 16]
+    assert {q["augmentation"] for q in queued} == {"rotate"}
+    cfg_line = run_cli("hydra/sweeper=optuna", "+hparams_search=fashion_mnist", "--cfg", "all", cwd=tmp_path).stdout
+    assert "augmentation: choice(none, rotate, flip, flip_crop)" in cfg_line
+    assert "name: fashion_mnist" in cfg_line and "max_params: 20000" in cfg_line and "max_macs: 4000000" in cfg_line
+
+
 @pytest.mark.slow
 def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp_path, mnist_root):
     conf = tmp_path / "user_conf" / "hparams_search"
