@@ -1,0 +1,78 @@
+"""mnist_sweep.calibrate: the rank table and the successive-halving replay behind the pruner's rungs."""
+
+from __future__ import annotations
+
+import random
+
+import optuna
+import pytest
+
+from mnist_sweep.calibrate import halving_stops, replay, rungs, table, top_recall
+
+
+def curves(n: int, epochs: int, seed: int) -> list[list[float]]:
+    """Noisy rising learning curves of different heights."""
+    rng = random.Random(seed)
+    histories = []
+    for _ in range(n):
+        height = rng.uniform(0.8, 0.99)
+        histories.append([height * (1 - 0.5 ** (e + 1)) + rng.gauss(0, 0.01) for e in range(epochs)])
+    return histories
+
+
+def test_rungs_never_include_the_last_epoch():
+    assert rungs(2, 3, 15) == [2, 6]
+    assert rungs(1, 3, 15) == [1, 3, 9]
+    assert rungs(1, 2, 8) == [1, 2, 4]
+
+
+@pytest.mark.parametrize("min_resource,factor", [(1, 2), (1, 3), (2, 3), (3, 3)])
+def test_the_replay_stops_each_trial_where_optunas_pruner_does(min_resource, factor):
+    """Trials run one after the other through Optuna's own SuccessiveHalvingPruner, each reporting its curve and
+    never pruned at its last epoch (as mnist_sweep.trial's reporter does), stop at the epochs the replay says."""
+    histories = curves(40, 15, seed=min_resource * 10 + factor)
+    pruner = optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=min_resource, reduction_factor=factor, min_early_stopping_rate=0
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    stops = []
+    for history in histories:
+        trial = study.ask()
+        stop = len(history)
+        for epoch, value in enumerate(history, 1):
+            trial.report(value, epoch)
+            if epoch < len(history) and trial.should_prune():
+                stop = epoch
+                break
+        study.tell(
+            trial,
+            max(history[:stop]) if stop == len(history) else None,
+            state=optuna.trial.TrialState.COMPLETE if stop == len(history) else optuna.trial.TrialState.PRUNED,
+        )
+        stops.append(stop)
+    assert halving_stops(histories, min_resource, factor) == stops
+    assert len(set(stops)) > 1  # the curves exercise pruning at all
+
+
+def test_replay_counts_cost_and_whether_the_best_trial_survives():
+    # Curves that rank the same at every epoch: halving keeps the best trial in every order, at no regret.
+    ordered = [[0.5 + 0.01 * i + 0.001 * e for e in range(15)] for i in range(12)]
+    r = replay(ordered, 2, 3, orders=200)
+    assert r.rungs == [2, 6] and r.best_finishes == 1.0 and r.regret == 0.0
+    assert 2 <= r.epochs_per_trial < 15 and r.speedup == pytest.approx(15 / r.epochs_per_trial)
+    # A late bloomer, last at every rung and best at the end, survives only the orders that run it before others
+    # reach its rungs (async halving promotes the best of fewer than reduction_factor); in every other order it is
+    # pruned and the regret is what it would have won.
+    bloomer = [0.1] * 14 + [0.99]
+    r = replay([*ordered, bloomer], 2, 3, orders=200)
+    assert 0 < r.best_finishes < 0.25
+    assert r.regret == pytest.approx((1 - r.best_finishes) * (0.99 - max(max(h) for h in ordered)))
+
+
+def test_rank_table_and_recall():
+    histories = [[0.1 * i, 0.2 * i] for i in range(1, 7)]
+    rows = table(histories)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert all(row["spearman"] == pytest.approx(1.0) and row["recall"] == 1.0 for row in rows)
+    assert top_recall([3, 2, 1, 0, 0, 0], [0, 0, 0, 1, 2, 3]) == 0.0
