@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from mnist_sweep.family import build_family
 from mnist_sweep.models import count_parameters
-from mnist_sweep.search_space import FOCUSED, WIDTH_PARAM, family_space, fit_to_budget, focused_space, width_range
+from mnist_sweep.search_space import FOCUSED, WIDTH_PARAM, family_space, fit_to_budget, fits, focused_space, width_range
 from mnist_sweep.train import build_model
 from mnist_sweep.trial import model_size
 
@@ -77,6 +77,11 @@ def test_a_seed_over_the_budget_is_fitted_to_it_by_scaling_its_widths(max_params
             continue
         assert not_widths(fitted) == not_widths(entry)
         assert all(width["low"] <= v <= width["high"] and v % 2 == 0 for k, v in fitted.items() if WIDTH_PARAM.match(k))
+        # The budget is filled: no width can take one more step (up to the seed's own width) and still fit.
+        cfg = compose_config("model=family", *budget)
+        for key in filter(WIDTH_PARAM.match, fitted):
+            if fitted[key] + 2 <= min(width["high"], entry[key]):
+                assert not fits(cfg, {**fitted, key: fitted[key] + 2}), f"{key} could still grow at {max_params}"
 
 
 def test_a_seed_that_leaves_knobs_to_the_sampler_is_queued_as_written():
