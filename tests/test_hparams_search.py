@@ -68,6 +68,34 @@ def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * 2
 
 
+@pytest.mark.parametrize(
+    "choice,sampler,pruner",
+    [
+        ([], "optuna.samplers.TPESampler", "optuna.pruners.SuccessiveHalvingPruner"),
+        (
+            ["hydra/sweeper/sampler=random", "hydra/sweeper/pruner=none"],
+            "optuna.samplers.RandomSampler",
+            "none",
+        ),
+        (
+            ["hydra/sweeper/sampler=cmaes", "hydra/sweeper/pruner=median"],
+            "optuna.samplers.CmaEsSampler",
+            "optuna.pruners.MedianPruner",
+        ),
+    ],
+)
+def test_the_default_space_takes_any_sampler_and_pruner_from_the_command_line(tmp_path, choice, sampler, pruner):
+    """The default space's TPE settings and rungs are options of the sampler and pruner groups (tpe_grouped,
+    calibrated), so a command-line choice replaces them whole (it used to fail: 'Key n_startup_trials not in
+    RandomSamplerConf')."""
+    result = run_cli(
+        "-m", "hydra/sweeper=optuna", *choice, "hydra.sweeper.n_trials=0", "hydra.sweeper.n_workers=1", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, _ = sweep_run(tmp_path)
+    assert (parent.data.params["sampler"], parent.data.params["pruner"]) == (sampler, pruner)
+
+
 def test_the_fashion_search_is_the_default_space_on_clothes_with_their_augmentations(tmp_path):
     result = run_cli(
         "-m",
