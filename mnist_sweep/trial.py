@@ -57,16 +57,24 @@ def export_found_recipe(cfg: DictConfig, best) -> Path:
     experiment preset, <launch dir>/found_configs/experiment/found/<study>.yaml (or under best.out_dir), which
     `python -m mnist_sweep experiment=found/<study>` loads from the launch directory. Never into the package."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", best.study_name)
-    groups = set(cfg.hydra.runtime.choices)
-    defaults, values = [], OmegaConf.create({})
+    # Every app group as the trial composed it, not only those its overrides name: a search config may choose one
+    # in its own defaults (hparams_search/fashion_mnist picks dataset=fashion_mnist), and the sweep's plumbing
+    # (hparams_search) is left out below, so without this the preset would retrain on the app's default dataset.
+    choices = {
+        group: choice
+        for group, choice in cfg.hydra.runtime.choices.items()
+        if choice is not None and not group.startswith(NOT_RECIPE) and group != "experiment"
+    }
+    values = OmegaConf.create({})
     for override in OverridesParser.create().parse_overrides(best.overrides):
         key = override.key_or_group
         if key.startswith(NOT_RECIPE):
             continue
-        if key in groups:
-            defaults.append({f"override /{key}": override.value()})
+        if key in choices:
+            choices[key] = override.value()
         else:
             OmegaConf.update(values, key, override.value(), merge=False, force_add=True)
+    defaults = [{f"override /{group}": choice} for group, choice in choices.items()]
     preset = {"defaults": defaults, **OmegaConf.to_container(values)}
     preset.setdefault("model", {})
     preset["model"].update({"name": f"found_{name}", "source": f"optuna study {best.study_name}, trial {best.number}"})

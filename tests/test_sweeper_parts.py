@@ -234,7 +234,10 @@ def test_summary_and_its_publication(tmp_path, capsys):
     }
 
 
-def test_the_apps_exporter_writes_the_whole_recipe_into_the_launch_dir_and_hydra_finds_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("search,dataset", [("default", "mnist"), ("fashion_mnist", "fashion_mnist")])
+def test_the_apps_exporter_writes_the_whole_recipe_into_the_launch_dir_and_hydra_finds_it(
+    tmp_path, monkeypatch, search, dataset
+):
     stages = "[{widths:[8,12],after:pool},{widths:[16,10]}]"
     overrides = [
         "model=family",
@@ -245,7 +248,7 @@ def test_the_apps_exporter_writes_the_whole_recipe_into_the_launch_dir_and_hydra
         "trainer.epochs=15",
         "trainer.evaluate_test=true",
         "trainer.progress=false",
-        "+hparams_search=default",
+        f"+hparams_search={search}",
         "++optuna={storage:x,study_name:y}",
         "tracking.log_model=true",
     ]
@@ -267,13 +270,16 @@ def test_the_apps_exporter_writes_the_whole_recipe_into_the_launch_dir_and_hydra
     preset = yaml.safe_load(text)
     assert {"override /model": "family"} in preset["defaults"]
     assert {"override /augmentation": "affine_light"} in preset["defaults"]
+    # The dataset its search config chose (no override names it) is pinned too: the preset retrains on it.
+    assert {"override /dataset": dataset} in preset["defaults"]
+    assert not [d for d in preset["defaults"] if "hparams_search" in str(d) or "hydra" in str(d)]
     assert "optuna" not in preset and "tracking" not in preset and "progress" not in preset["trainer"]
     # Hydra finds it in the launch directory through conf/config.yaml's search path: no searchpath to type.
     again = compose_config("experiment=found/my_study", with_hydra=True)
     assert again.model.stages[1].widths == [16, 10] and again.model.head == "gap_direct"
     assert again.optimizer.lr == 0.05 and again.trainer.epochs == 15 and again.trainer.evaluate_test
     assert again.hydra.runtime.choices["augmentation"] == "affine_light"
-    assert again.model.name == "found_my_study"
+    assert again.model.name == "found_my_study" and again.dataset.name == dataset
 
 
 # ------------------------------------------------------------------ small helpers
