@@ -38,7 +38,9 @@ def read_sweep(launch_dir: Path) -> dict:
     best = yaml.safe_load(best_path.read_text())
     if "final" not in best:
         raise SystemExit(f"{best_path}: the winner has no stage-2 figures (a sweep with finalists.top_k=0?)")
-    config_path = newest(best_path.parent.glob("final_*/.hydra/config.yaml"))
+    # Any sweep command of this launch directory: a re-run that found the study finished writes a new
+    # best_trial.yaml in its own multirun directory, but the stage-2 runs it reports were composed by the first.
+    config_path = newest(launch_dir.glob("multirun/*/*/final_*/.hydra/config.yaml"))
     cfg = OmegaConf.load(config_path) if config_path else OmegaConf.create({})
     time_path = launch_dir / "time.txt"
     command_path = launch_dir / "command.txt"

@@ -45,6 +45,13 @@ def test_a_sweep_row_carries_the_winner_figures_command_and_wall_time(tmp_path):
     ]
     assert cells[8:] == ["2, 3, 4", "`python -m mnist_sweep -m hydra/sweeper=optuna`", "14.6 min"]
 
+    # The same command run again on the finished study writes its own best_trial.yaml, with no stage-2 runs beside
+    # it: the budget and epochs still come from the runs the first command composed.
+    again = tmp_path / "multirun" / "2026-11-30" / "03-10-00"
+    again.mkdir(parents=True)
+    (again / "best_trial.yaml").write_text(yaml.safe_dump(best))
+    assert row(read_sweep(tmp_path)) == line
+
 
 def test_gnu_time_formats_and_a_dir_that_is_no_sweep(tmp_path):
     assert wall_seconds("Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.5") == 3723.5
