@@ -35,6 +35,7 @@ class Resolved:
     sweep_id: str  # the sweep command's id (its first process, host:pid): written on every trial it runs
     is_worker: bool
     notes: list[str] = field(default_factory=list)
+    worker_id: int = 0  # hydra.sweeper.worker_id: 0 for the sweep command's own process
 
 
 def worker_name(pid: int | None = None) -> str:
@@ -73,6 +74,7 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
         sweep_id=settings.sweep_id or worker_name(),
         is_worker=settings.worker_id > 0,
         notes=compatibility_notes(settings, n_workers),
+        worker_id=settings.worker_id,
     )
 
 

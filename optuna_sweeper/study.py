@@ -33,7 +33,7 @@ def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> op
     study = optuna.create_study(
         storage=storage,
         study_name=run.study_name,
-        sampler=make_sampler(sampler_cfg, space),
+        sampler=make_sampler(sampler_cfg, space, run.worker_id),
         directions=run.directions,
         load_if_exists=True,
     )
@@ -48,8 +48,14 @@ def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> op
     return study
 
 
-def make_sampler(sampler_cfg: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    extra = {"search_space": grid_of(space)} if is_grid(sampler_cfg) else {}
+def make_sampler(sampler_cfg: DictConfig, space: SearchSpace, worker_id: int = 0) -> optuna.samplers.BaseSampler:
+    extra: dict[str, Any] = {"search_space": grid_of(space)} if is_grid(sampler_cfg) else {}
+    seed = sampler_cfg.get("seed")
+    if seed is not None and worker_id > 0:
+        # Every worker process builds its own sampler: with one seed, all would draw the same params (two workers
+        # of a seeded random sweep trained every draw twice). Worker k draws from seed + k; the sweep command's own
+        # process keeps the seed, so a one-process sweep draws as before.
+        extra["seed"] = int(seed) + worker_id
     try:
         with warnings.catch_warnings():  # TPE's multivariate/group: "experimental" since Optuna 2.2, and relied on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -25,8 +25,9 @@ from optuna_sweeper.settings import (
     resolve,
     worker_name,
 )
-from optuna_sweeper.space import encode_param, override_key, override_text
+from optuna_sweeper.space import SearchSpace, encode_param, override_key, override_text
 from optuna_sweeper.storage import in_memory, redact, resolve_storage
+from optuna_sweeper.study import make_sampler
 from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
 from optuna_sweeper.trials import objective_values
 
@@ -405,7 +406,6 @@ def test_a_budget_on_other_sizes_rejects_and_constrains_like_the_parameter_budge
 
 
 def test_warm_start_entries_pass_through_the_adapter_before_they_are_queued():
-    from optuna_sweeper.space import SearchSpace
     from optuna_sweeper.study import enqueue_warm_start
 
     space = SearchSpace(distributions=DIST, fixed={})
@@ -428,3 +428,16 @@ def test_warm_start_entries_pass_through_the_adapter_before_they_are_queued():
 
     with pytest.raises(SweepError, match=r"warm_start_adapter failed on warm-start entry 0 .*budget"):
         enqueue_warm_start(optuna.create_study(), entries, space, adapter=broken)
+
+
+def test_seeded_worker_processes_draw_different_params():
+    """Each worker process builds its own sampler; with one seed they drew the same params (a seeded random sweep
+    with two workers trained every draw twice). Worker k uses seed + k; the command's own process keeps the seed."""
+    cfg = OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 7})
+    draws = []
+    for worker_id in (0, 1, 2):
+        study = optuna.create_study(sampler=make_sampler(cfg, SearchSpace(), worker_id))
+        draws.append([study.ask().suggest_float("x", 0, 1) for _ in range(3)])
+    assert len({tuple(d) for d in draws}) == 3
+    reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(7))
+    assert draws[0] == [reference.ask().suggest_float("x", 0, 1) for _ in range(3)]
