@@ -13,6 +13,12 @@ reduction_factor have been seen) over the same complete curves, for several rung
 epochs per trial (hence trials per hour against training every trial to the end), how often the trial with the best
 objective (its best validation accuracy) is among those that finish, and by how much the best finisher trails it.
 The trials' order changes what async halving keeps, so each figure is an average over shuffled orders.
+
+With `--reference <study>`, the same questions for a cheaper protocol (say `trainer.epoch_fraction=0.5`): the
+study's trials are paired with the reference study's trials of the same recipe (every logged param equal but the
+`--differ` keys), and each cheap curve is judged against its pair's final figures under the full protocol: does
+val@k of the cheap run rank the full runs, and does halving over the cheap curves, then stage 2's top-k by the
+cheap objective, keep the trial that is best under the full protocol?
 """
 
 from __future__ import annotations
@@ -32,11 +38,25 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--experiment", default="mnist_sweep")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     p.add_argument("--metric", default="val_acc")
+    p.add_argument("--reference", help="a study of the same recipes under the full protocol, to judge against")
+    p.add_argument("--reference-uri", help="its tracking URI, if another store (default: --tracking-uri)")
+    p.add_argument(
+        "--differ",
+        nargs="*",
+        default=["trainer.epoch_fraction"],
+        help="params in which the two studies' protocols differ, left out when pairing recipes",
+    )
+    p.add_argument("--top-k", type=int, default=2, help="stage 2's finalists (hydra.sweeper.finalists.top_k)")
     return p.parse_args()
 
 
 def curves(client: MlflowClient, experiment: str, study: str, metric: str) -> list[list[float]]:
     """One list of per-epoch values per finished trial run, all of the longest length (complete trials)."""
+    return [history for _, history in complete_runs(client, experiment, study, metric)]
+
+
+def complete_runs(client: MlflowClient, experiment: str, study: str, metric: str) -> list[tuple[dict, list[float]]]:
+    """(params, per-epoch values) of every finished trial run of the longest length (complete trials)."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise SystemExit(f"No MLflow experiment {experiment!r} in this store: check --experiment and --tracking-uri.")
@@ -47,11 +67,37 @@ def curves(client: MlflowClient, experiment: str, study: str, metric: str) -> li
             continue
         points = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric) if m.step > 0)
         if points:
-            histories.append([v for _, v in points])
+            histories.append((run.data.params, [v for _, v in points]))
     if not histories:
         raise SystemExit(f"No finished run of study {study!r} has a {metric} history in experiment {experiment!r}.")
-    length = max(len(h) for h in histories)
-    return [h for h in histories if len(h) == length]
+    length = max(len(h) for _, h in histories)
+    return [(params, h) for params, h in histories if len(h) == length]
+
+
+# Params that name a run or link it to its sweep (trial numbers, tags) rather than say what it trains.
+BOOKKEEPING = ("tracking.", "optuna.", "model_name")
+
+
+def recipe_key(params: dict[str, str], differ: list[str], keys: set[str]) -> tuple:
+    return tuple((k, params.get(k)) for k in sorted(keys) if not k.startswith(BOOKKEEPING) and k not in differ)
+
+
+def paired(cheap: list[tuple[dict, list[float]]], full: list[tuple[dict, list[float]]], differ: list[str]):
+    """(cheap curve, full curve) per recipe that both studies trained to the end, paired on the params both log
+    (a param only one side logs, e.g. a knob newer than the reference study, is one the other ran at its default
+    value, and is named in `differ` when it is the difference under test)."""
+    keys = set.intersection(*(set(params) for params, _ in cheap + full))
+    by_recipe = {recipe_key(params, differ, keys): history for params, history in full}
+    pairs = [
+        (history, by_recipe[key]) for params, history in cheap if (key := recipe_key(params, differ, keys)) in by_recipe
+    ]
+    if len(pairs) < 3:
+        raise SystemExit(
+            f"Only {len(pairs)} of the study's {len(cheap)} complete trials have a complete trial of the same recipe "
+            f"in the reference study (of {len(full)}): train the reference's recipes again (its trials' params as "
+            "hydra.sweeper.warm_start) and check --differ names every param the two protocols set differently."
+        )
+    return pairs
 
 
 def top_recall(at_k: list[float], final: list[float], fraction: float = 1 / 3) -> float:
@@ -61,8 +107,9 @@ def top_recall(at_k: list[float], final: list[float], fraction: float = 1 / 3) -
     return len(best_final & best_at_k) / n
 
 
-def table(histories: list[list[float]]) -> list[dict[str, float]]:
-    final = [h[-1] for h in histories]
+def table(histories: list[list[float]], final: list[float] | None = None) -> list[dict[str, float]]:
+    """Per epoch k, how val@k ranks `final` (default: each curve's own last value)."""
+    final = [h[-1] for h in histories] if final is None else final
     rows = []
     for k in range(1, len(histories[0]) + 1):
         at_k = [h[k - 1] for h in histories]
@@ -111,22 +158,38 @@ class Replay:
     speedup: float  # trials per hour against no pruning (every trial to the last epoch)
     best_finishes: float  # fraction of orders in which the best trial (by its best value) is among the finishers
     regret: float  # mean of (best trial's objective - best finisher's objective)
+    best_chosen: float  # fraction of orders in which the best trial is among the top_k finishers (stage 2's picks)
+    chosen_regret: float  # mean of (best trial's objective - best objective among those top_k)
 
 
-def replay(histories: list[list[float]], min_resource: int, reduction_factor: int, orders: int = 1000) -> Replay:
+def replay(
+    histories: list[list[float]],
+    min_resource: int,
+    reduction_factor: int,
+    orders: int = 1000,
+    judged: list[float] | None = None,
+    top_k: int = 2,
+) -> Replay:
+    """Halving over `histories` in shuffled orders. A trial's objective is its best validation accuracy; stage 2
+    takes the top_k finishers by it. `judged`: what decides which trial was truly best, and by how much (default
+    the objective itself; with a cheaper protocol's curves, the same recipes' objective under the full one)."""
     epochs = len(histories[0])
-    objective = [max(h) for h in histories]  # a trial's objective: its best validation accuracy
-    best = max(objective)
+    objective = [max(h) for h in histories]
+    judged = objective if judged is None else judged
+    best = max(judged)
     rng = random.Random(0)
     order = list(range(len(histories)))
-    spent, best_kept, regret = 0, 0, 0.0
+    spent, best_kept, regret, best_chosen, chosen_regret = 0, 0, 0.0, 0, 0.0
     for _ in range(orders):
         rng.shuffle(order)
         stops = halving_stops([histories[i] for i in order], min_resource, reduction_factor)
         spent += sum(stops)
-        finishers = [objective[i] for i, stop in zip(order, stops, strict=True) if stop == epochs]
-        best_kept += best in finishers
-        regret += best - max(finishers)
+        finishers = [i for i, stop in zip(order, stops, strict=True) if stop == epochs]
+        best_kept += best in [judged[i] for i in finishers]
+        regret += best - max(judged[i] for i in finishers)
+        chosen = sorted(finishers, key=lambda i: -objective[i])[:top_k]
+        best_chosen += best in [judged[i] for i in chosen]
+        chosen_regret += best - max(judged[i] for i in chosen)
     per_trial = spent / (orders * len(histories))
     return Replay(
         min_resource,
@@ -136,6 +199,8 @@ def replay(histories: list[list[float]], min_resource: int, reduction_factor: in
         epochs / per_trial,
         best_kept / orders,
         regret / orders,
+        best_chosen / orders,
+        chosen_regret / orders,
     )
 
 
@@ -144,24 +209,44 @@ SETTINGS = [(1, 2), (1, 3), (1, 4), (2, 2), (2, 3), (3, 3), (4, 3)]  # (min_reso
 
 def main() -> None:
     args = parse_args()
-    histories = curves(MlflowClient(args.tracking_uri), args.experiment, args.study, args.metric)
-    print(f"{len(histories)} complete trials of study {args.study!r}, {len(histories[0])} epochs each")
-    print("| epoch k | Spearman ρ (val@k vs final) | top-third recall |")
+    runs = complete_runs(MlflowClient(args.tracking_uri), args.experiment, args.study, args.metric)
+    if args.reference:
+        store = MlflowClient(args.reference_uri or args.tracking_uri)
+        pairs = paired(runs, complete_runs(store, args.experiment, args.reference, args.metric), args.differ)
+        histories = [cheap for cheap, _ in pairs]
+        final, judged = [full[-1] for _, full in pairs], [max(full) for _, full in pairs]
+        best = max(range(len(pairs)), key=lambda i: judged[i])
+        print(
+            f"{len(pairs)} recipes trained to the end in both {args.study!r} and the reference {args.reference!r}, "
+            f"{len(histories[0])} epochs each; Spearman ρ of their objectives (best val): "
+            f"{spearmanr([max(h) for h in histories], judged).statistic:.2f}; the reference's best recipe ranks "
+            f"{1 + sorted(range(len(pairs)), key=lambda i: -max(histories[i])).index(best)} of {len(pairs)} here"
+        )
+        vs = f"the reference's final {args.metric}"
+    else:
+        histories, final, judged = [h for _, h in runs], None, None
+        print(f"{len(histories)} complete trials of study {args.study!r}, {len(histories[0])} epochs each")
+        vs = "final"
+    print(f"| epoch k | Spearman ρ (val@k vs {vs}) | top-third recall |")
     print("|---:|---:|---:|")
-    for row in table(histories):
+    for row in table(histories, final):
         print(f"| {row['epoch']} | {row['spearman']:.2f} | {row['recall']:.2f} |")
     print()
-    print("Successive halving replayed on these curves (1,000 shuffled orders):")
+    print(
+        "Successive halving replayed on these curves (1,000 shuffled orders), then stage 2's top "
+        f"{args.top_k} finishers; 'best' is the best recipe {'under the reference' if judged else 'here'}:"
+    )
     print(
         "| min_resource | reduction_factor | rungs | epochs per trial | trials/hour vs no pruning "
-        "| best trial finishes | regret (points of val) |"
+        f"| best trial finishes | regret (points of val) | best in the top {args.top_k} | its regret |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for min_resource, factor in SETTINGS:
-        r = replay(histories, min_resource, factor)
+        r = replay(histories, min_resource, factor, judged=judged, top_k=args.top_k)
         print(
             f"| {min_resource} | {factor} | {', '.join(map(str, r.rungs))} | {r.epochs_per_trial:.1f} | "
-            f"{r.speedup:.2f}x | {r.best_finishes:.0%} | {100 * r.regret:.2f} |"
+            f"{r.speedup:.2f}x | {r.best_finishes:.0%} | {100 * r.regret:.2f} | {r.best_chosen:.0%} | "
+            f"{100 * r.chosen_regret:.2f} |"
         )
 
 

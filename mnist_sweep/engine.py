@@ -92,9 +92,19 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def shuffled_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    order = torch.randperm(len(split), device=split.labels.device)
-    for start in range(0, len(split), batch_size):
+def epoch_images(n_train: int, trainer: TrainerConfig) -> int:
+    """How many training images one epoch sees: all of them, or with trainer.epoch_fraction < 1 that share of them,
+    a fresh random subset every epoch (a cheap stage-1 trial that still sees nearly every image over its epochs)."""
+    return max(1, round(n_train * trainer.epoch_fraction))
+
+
+def shuffled_batches(
+    split: Split, batch_size: int, images: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of a fresh random order of the split; with `images`, of its first `images` only (the same random
+    draw either way, so epoch_fraction=1 trains exactly as before the knob existed)."""
+    order = torch.randperm(len(split), device=split.labels.device)[:images]
+    for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         yield split.images[idx], split.labels[idx]
 
@@ -111,9 +121,9 @@ def train_one_epoch(
     device = data.train.labels.device
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    steps = range(0, len(data.train), trainer.batch_size)
-    bar = tqdm(total=len(steps), desc=desc, leave=False, disable=None if trainer.progress else True)
-    for images, labels in shuffled_batches(data.train, trainer.batch_size):
+    n = epoch_images(len(data.train), trainer)
+    bar = tqdm(total=-(-n // trainer.batch_size), desc=desc, leave=False, disable=None if trainer.progress else True)
+    for images, labels in shuffled_batches(data.train, trainer.batch_size, n):
         with autocast(device, trainer.amp):
             logits = model(normalise(images, data.mean, data.std, augment))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
@@ -132,7 +142,6 @@ def train_one_epoch(
         correct += (logits.argmax(1) == labels).sum()
         bar.update()
     bar.close()
-    n = len(data.train)
     return total_loss.item() / n, correct.item() / n
 
 
@@ -184,7 +193,7 @@ def fit(
             model, data, optimizer, schedule, augment, trainer, desc=f"epoch {epoch}/{trainer.epochs}", ema=ema
         )
         result.train_seconds += time.perf_counter() - start
-        result.train_images += len(data.train)
+        result.train_images += epoch_images(len(data.train), trainer)
         val_start = time.perf_counter()
         val_loss, val_acc = evaluate(judged, data.val, data, trainer)
         result.val_seconds += time.perf_counter() - val_start

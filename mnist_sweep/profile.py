@@ -114,8 +114,8 @@ def profile_epoch(overrides: list[str], images: int) -> None:
 
     from mnist_sweep.config import register_configs, validate
     from mnist_sweep.data import load_data
-    from mnist_sweep.engine import evaluate, train_one_epoch
-    from mnist_sweep.train import build, build_model, build_schedule, prepare_model, resolve_device
+    from mnist_sweep.engine import epoch_images, evaluate, train_one_epoch
+    from mnist_sweep.train import build, build_model, build_schedule, prepare_model, resolve_device, steps_per_epoch
 
     register_configs()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -131,7 +131,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     torch.manual_seed(cfg.seed)
     model = prepare_model(build_model(cfg.model), settings, device)
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
-    schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
+    schedule = build_schedule(cfg.scheduler, optimizer, steps_per_epoch(len(data.train), settings))
     augment = build(cfg.augmentation, "augmentation").to(device)
 
     def epoch() -> float:
@@ -149,11 +149,12 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     val_seconds = time.perf_counter() - start
 
     totals = charge(prof.events())
-    print(f"\n== one epoch: {cfg.model.name}, {len(data.train):,} images, batch {settings.batch_size}, "
+    epoch_size = epoch_images(len(data.train), settings)
+    print(f"\n== one epoch: {cfg.model.name}, {epoch_size:,} images, batch {settings.batch_size}, "
           f"{torch.get_num_threads()} threads, amp={settings.amp}")  # fmt: skip
     print(
         f"first epoch (warm-up{', compilation included' if settings.compile else ''}) {warm_up:.2f} s; "
-        f"unprofiled {plain:.2f} s ({len(data.train) / plain:,.0f} images/s); profiled {profiled:.2f} s"
+        f"unprofiled {plain:.2f} s ({epoch_size / plain:,.0f} images/s); profiled {profiled:.2f} s"
     )
     print(f"{'pass':<14}{'kind':<22}{'ms':>9}{'share':>8}")
     profiled_us = profiled * 1e6
@@ -161,7 +162,7 @@ def profile_epoch(overrides: list[str], images: int) -> None:
         print(f"{phase:<14}{kind:<22}{us / 1e3:>9.1f}{100 * us / profiled_us:>7.1f}%")
     rest = profiled_us - sum(totals.values())
     print(f"{'rest':<14}{'batching, loss, Python':<22}{rest / 1e3:>9.1f}{100 * rest / profiled_us:>7.1f}%")
-    per_image_train = plain / len(data.train)
+    per_image_train = plain / epoch_size
     print(
         f"validation: {len(data.val):,} images in {val_seconds:.2f} s, "
         f"{100 * val_seconds / (per_image_train * 55_000 + val_seconds):.1f}% of a 55,000-image epoch plus it"

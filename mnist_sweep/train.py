@@ -21,7 +21,7 @@ from torchinfo import summary
 from mnist_sweep import report, tracking
 from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
-from mnist_sweep.engine import LRSchedule, fit, predict
+from mnist_sweep.engine import LRSchedule, epoch_images, fit, predict
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import count_parameters, with_torch_kernels
 
@@ -144,6 +144,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def steps_per_epoch(n_train: int, settings: TrainerConfig) -> int:
+    return -(-epoch_images(n_train, settings) // settings.batch_size)
+
+
 def build_schedule(cfg: DictConfig, optimizer, steps_per_epoch: int) -> LRSchedule:
     extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in cfg.build.keys() else {}  # noqa: SIM118 (`in` skips ??? keys)
     return LRSchedule(build(cfg.build, "scheduler", optimizer, **extra), cfg.interval)
@@ -170,7 +174,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     watch.lap("data")
     model = prepare_model(model, settings, device)
     optimizer = build(cfg.optimizer, "optimizer", model.parameters())
-    schedule = build_schedule(cfg.scheduler, optimizer, -(-len(data.train) // settings.batch_size))
+    schedule = build_schedule(cfg.scheduler, optimizer, steps_per_epoch(len(data.train), settings))
     augment = build(cfg.augmentation, "augmentation").to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     watch.lap("setup")

@@ -47,7 +47,7 @@ def model_size(cfg: DictConfig) -> tuple[int, int | None, dict[str, tuple[int, i
     return count_parameters(model), cfg.budget.max_params, {"macs": (int(macs), cfg.budget.get("max_macs"))}
 
 
-FOUND_DIR = "found_configs"  # in the launch directory; conf/config.yaml puts it on Hydra's search path
+FOUND_DIR = "found_configs"  # in the launch directory; hydra_plugins/mnist_sweep_found puts it on the search path
 NOT_RECIPE = ("optuna", "hydra", "tracking", "hparams_search", "trainer.progress")  # sweep plumbing, not recipe
 
 

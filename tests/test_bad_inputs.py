@@ -22,6 +22,7 @@ CASES = {
     # config values, range-checked before torch is imported
     "epochs": (["trainer.epochs=0"], "trainer.epochs must be at least 1"),
     "batch size": (["trainer.batch_size=0"], "trainer.batch_size must be at least 1"),
+    "epoch fraction": (["trainer.epoch_fraction=0"], "trainer.epoch_fraction must be in (0, 1]"),
     "eval batch size": (["trainer.eval_batch_size=-1"], "trainer.eval_batch_size must be at least 1"),
     "label smoothing": (["trainer.label_smoothing=1.5"], "trainer.label_smoothing must be in [0, 1)"),
     "l1": (["trainer.l1_weight=-1"], "trainer.l1_weight must be >= 0"),

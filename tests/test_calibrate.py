@@ -7,7 +7,7 @@ import random
 import optuna
 import pytest
 
-from mnist_sweep.calibrate import halving_stops, replay, rungs, table, top_recall
+from mnist_sweep.calibrate import halving_stops, paired, replay, rungs, table, top_recall
 
 
 def curves(n: int, epochs: int, seed: int) -> list[list[float]]:
@@ -76,3 +76,34 @@ def test_rank_table_and_recall():
     assert [row["epoch"] for row in rows] == [1, 2]
     assert all(row["spearman"] == pytest.approx(1.0) and row["recall"] == 1.0 for row in rows)
     assert top_recall([3, 2, 1, 0, 0, 0], [0, 0, 0, 1, 2, 3]) == 0.0
+
+
+def test_replay_judged_by_a_reference_counts_stage_twos_picks():
+    """Cheap curves that rank the recipes the other way round from the full protocol: stage 2's top 2 follow the
+    cheap ranking, so without pruning (no rung before epoch 15) the recipe best under the full protocol is never
+    picked, and the regret is the full-protocol gap between it and the best of the picks. With pruning it is
+    picked only when it finishes among few (an early trial of async halving), never more often than it finishes."""
+    cheap = [[0.5 + 0.01 * i + 0.001 * e for e in range(15)] for i in range(12)]
+    full = [0.99 - 0.01 * i for i in range(12)]  # recipe 0 is the best under the full protocol
+    unpruned = replay(cheap, 15, 3, orders=100, judged=full, top_k=2)
+    assert unpruned.rungs == [] and unpruned.best_finishes == 1.0
+    assert unpruned.best_chosen == 0.0 and unpruned.chosen_regret == pytest.approx(full[0] - full[10])
+    pruned = replay(cheap, 4, 3, orders=100, judged=full, top_k=2)
+    assert pruned.best_chosen <= pruned.best_finishes < 0.5
+    agreeing = replay(cheap, 4, 3, orders=100, judged=[0.9 + 0.001 * i for i in range(12)], top_k=2)
+    assert agreeing.best_chosen == 1.0 and agreeing.chosen_regret == 0.0 and agreeing.best_finishes == 1.0
+
+
+def test_runs_pair_on_their_recipe_but_for_the_protocol_and_bookkeeping():
+    def run(lr: str, fraction: str | None, trial: str, value: float):
+        params = {"optimizer.lr": lr, "model.ch1": "8", "tracking.tags.optuna_trial": trial, "optuna.trial": trial}
+        if fraction is not None:
+            params["trainer.epoch_fraction"] = fraction
+        return params, [value, value + 0.01]
+
+    full = [run("0.1", None, "3", 0.9), run("0.2", None, "4", 0.8), run("0.3", None, "5", 0.7)]
+    cheap = [run("0.3", "0.5", "0", 0.6), run("0.1", "0.5", "1", 0.85), run("0.2", "0.5", "2", 0.75)]
+    pairs = paired(cheap, full, differ=["trainer.epoch_fraction"])
+    assert [(c[0], f[0]) for c, f in pairs] == [(0.6, 0.7), (0.85, 0.9), (0.75, 0.8)]
+    with pytest.raises(SystemExit, match="Only 0 of the study's 3"):
+        paired(cheap, [run("0.4", None, "9", 0.9)] * 3, differ=["trainer.epoch_fraction"])

@@ -84,6 +84,7 @@ def test_onecycle_peaks_at_the_optimizer_lr():
         ("trainer.epochs=0", "trainer.epochs"),
         ("model.dropout=1.0", "model.dropout"),
         ("trainer.label_smoothing=1.5", "label_smoothing"),
+        ("trainer.epoch_fraction=1.5", "epoch_fraction"),
         ("optimizer.lr=-0.1", "optimizer.lr"),
         ("trainer.amp=fp8", "trainer.amp"),
     ],

@@ -8,7 +8,7 @@ from torch import nn
 
 from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
-from mnist_sweep.engine import LRSchedule, fit, predict
+from mnist_sweep.engine import LRSchedule, fit, normalise, predict
 from mnist_sweep.models import ConvBlock, GAPHead, Net
 
 
@@ -69,3 +69,41 @@ def test_weight_average_is_what_gets_validated():
     weight = "0.0.weight"
     assert not torch.equal(averaged.best_state[weight], plain.best_state[weight])
     assert averaged.best_val_acc > 0.9
+
+
+def test_epoch_fraction_trains_each_epoch_on_a_fresh_subset_and_the_schedule_follows():
+    """trainer.epoch_fraction=0.25: each epoch is a quarter of the split's images (64 of 256, in 2 batches of
+    32), a different quarter every epoch, and a per-batch schedule steps once per batch it trains."""
+    data = toy_data()
+    seen: list[torch.Tensor] = []
+    model = toy_model()
+    forward = model.forward
+    model.forward = lambda x: (seen.append(x.detach().flatten(1)[:, :4].clone()), forward(x))[1]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = []
+    schedule = LRSchedule(torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: steps.append(step) or 1), "batch")
+    settings = TrainerConfig(epochs=2, batch_size=32, epoch_fraction=0.25, progress=False)
+    result = fit(model, data, optimizer, schedule, None, settings)
+    train_batches = [x for x in seen if len(x) == 32]  # evaluation runs in one batch of all 256
+    assert len(train_batches) == 4 and steps[-1] == 4  # two batches per epoch, the schedule stepped after each
+    assert result.train_images == 2 * 64
+    first, second = torch.cat(train_batches[:2]), torch.cat(train_batches[2:])
+    assert not torch.equal(first, second)  # a fresh draw each epoch
+
+
+def test_epoch_fraction_one_trains_on_a_permutation_of_the_whole_split():
+    """At 1 the loop draws the order it drew before the knob existed: one randperm of the whole split, batched in
+    that order, so results recorded before it reproduce."""
+    data = toy_data()
+    model = toy_model()
+    forward, seen = model.forward, []
+    model.forward = lambda x: (seen.append(x.detach().clone()), forward(x))[1]
+    state = torch.get_rng_state()
+    order = torch.randperm(len(data.train))
+    torch.set_rng_state(state)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
+    result = fit(model, data, optimizer, schedule, None, TrainerConfig(epochs=1, batch_size=32, progress=False))
+    expected = normalise(data.train.images[order], data.mean, data.std)
+    assert torch.equal(torch.cat(seen[:8]), expected)  # 8 training batches of 32, then the evaluation's one
+    assert result.train_images == 256
