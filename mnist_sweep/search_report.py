@@ -54,9 +54,14 @@ def read_sweep(launch_dir: Path) -> dict:
         "budget": OmegaConf.select(cfg, "budget.max_params"),
         "dataset": OmegaConf.select(cfg, "dataset.name"),
         "epochs": OmegaConf.select(cfg, "trainer.epochs"),
-        "command": command_path.read_text().strip() if command_path.exists() else "",
+        "command": sweep_command(command_path.read_text()) if command_path.exists() else "",
         "wall_s": wall_seconds(time_path.read_text()) if time_path.exists() else None,
     }
+
+
+def sweep_command(text: str) -> str:
+    """command.txt's command, without a trailing shell comment (a note of the code and environment it ran with)."""
+    return re.sub(r"\s+#.*$", "", text.strip().splitlines()[0]) if text.strip() else ""
 
 
 def wall_seconds(text: str) -> float | None:

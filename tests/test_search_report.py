@@ -28,7 +28,8 @@ def test_a_sweep_row_carries_the_winner_figures_command_and_wall_time(tmp_path):
     (sweep_dir / "best_trial.yaml").write_text(yaml.safe_dump(best))
     config = {"budget": {"max_params": 6000}, "dataset": {"name": "mnist"}, "trainer": {"epochs": 15}}
     (sweep_dir / "final_3" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "command.txt").write_text("python -m mnist_sweep -m hydra/sweeper=optuna\n")
+    # A note after the command (the code and environment it ran with) is not part of the command.
+    (tmp_path / "command.txt").write_text("python -m mnist_sweep -m hydra/sweeper=optuna   # code 4497cd9\n")
     (tmp_path / "time.txt").write_text("\tElapsed (wall clock) time (h:mm:ss or m:ss): 14:38.13\n")
 
     line = row(read_sweep(tmp_path))

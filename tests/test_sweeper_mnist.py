@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from optuna_sweeper.outcomes import Outcome, outcome_of
 from optuna_sweeper.storage import open_storage
 
-from .helpers import REPO, run_cli
+from .helpers import REPO, compose_config, run_cli
 
 pytestmark = pytest.mark.slow  # every test here starts a subprocess that trains or sweeps
 
@@ -74,6 +74,11 @@ def test_real_two_stage_sweep_nests_its_runs_tests_finalists_once_and_exports_a_
         assert run.data.tags["optuna_state"] == outcome_of(trial).value and run.info.status == "FINISHED"
         assert "test_acc" not in run.data.metrics  # stage 1 ranks on validation only
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in finals)
+    # Stage 1 trains each epoch on the space's share of the data; the finalists on all of it.
+    space = compose_config("hydra/sweeper=optuna", "+hparams_search=default", with_hydra=True).hydra.sweeper.params
+    trained_runs = [r for r in stage_one if r.data.tags["optuna_state"] != Outcome.REJECTED.value]
+    assert {r.data.params["trainer.epoch_fraction"] for r in trained_runs} == {str(space["trainer.epoch_fraction"])}
+    assert {r.data.params["trainer.epoch_fraction"] for r in finals} == {"1.0"}
     assert "Stage 2: the top 1 of stage 1" in result.stdout and "Winner (best mean stage-2 val_acc)" in result.stdout
 
     found = tmp_path / "found_configs" / "experiment" / "found" / f"{STUDY}.yaml"
