@@ -19,6 +19,15 @@ study's trials are paired with the reference study's trials of the same recipe (
 `--differ` keys), and each cheap curve is judged against its pair's final figures under the full protocol: does
 val@k of the cheap run rank the full runs, and does halving over the cheap curves, then stage 2's top-k by the
 cheap objective, keep the trial that is best under the full protocol?
+
+`--write-replay-config <file>` writes the search config that trains those same recipes again: the reference
+study's complete trials (read from its Optuna storage, `--storage`) as the warm start, plus `--set` settings as
+fixed params, e.g.
+    python -m mnist_sweep.calibrate --study calib-focused --storage optuna_journal.log \
+        --set trainer.epoch_fraction=0.25 --write-replay-config found_configs/hparams_search/calib_replay.yaml
+then, from that directory, `python -m mnist_sweep -m hydra/sweeper=optuna +hparams_search=calib_replay
+hydra/sweeper/pruner=none hydra.sweeper.n_trials=<as many> hydra.sweeper.study_name=<new>` (README, "Stage 1 on a
+quarter of the data").
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import argparse
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
+import yaml
 from mlflow.tracking import MlflowClient
 from scipy.stats import spearmanr
 
@@ -47,6 +58,10 @@ def parse_args() -> argparse.Namespace:
         help="params in which the two studies' protocols differ, left out when pairing recipes",
     )
     p.add_argument("--top-k", type=int, default=2, help="stage 2's finalists (hydra.sweeper.finalists.top_k)")
+    p.add_argument("--write-replay-config", metavar="FILE", help="write a search config retraining --study's recipes")
+    p.add_argument("--storage", default="optuna_journal.log", help="--study's Optuna storage (journal file or URL)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed params of the replay config")
+    p.add_argument("--search", default="mnist_family", help="the hparams_search config the replay config extends")
     return p.parse_args()
 
 
@@ -207,8 +222,54 @@ def replay(
 SETTINGS = [(1, 2), (1, 3), (1, 4), (2, 2), (2, 3), (3, 3), (4, 3)]  # (min_resource, reduction_factor)
 
 
+def replay_config(recipes: list[dict], settings: list[str], search: str, study: str) -> str:
+    """A search config (hparams_search group) that queues `recipes` (Optuna params of a study's complete trials) as
+    its warm start, on top of `search`, with `settings` (KEY=VALUE) as fixed params: the same recipes, trained
+    again under another protocol. The warm start adapter leaves a recipe that fits the budget as it is."""
+    params = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE settings (e.g. trainer.epoch_fraction=0.25), got {setting!r}.")
+        params[key] = yaml.safe_load(value)
+    config = {
+        "defaults": [f"/hparams_search/{search}"],
+        "hydra": {"sweeper": {"warm_start": recipes, "params": params}},
+    }
+    header = (
+        "# @package _global_\n"
+        f"# The {len(recipes)} recipes study {study!r} trained to the end, queued again with {' '.join(settings)}\n"
+        "# (written by python -m mnist_sweep.calibrate --write-replay-config).\n"
+    )
+    return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+
+
+def complete_recipes(storage: str, study: str) -> list[dict]:
+    """The params of every trial of the study that trained to its last epoch (not pruned, not rejected)."""
+    import optuna
+
+    from optuna_sweeper.outcomes import Outcome, outcome_of
+    from optuna_sweeper.storage import open_storage
+
+    try:
+        found = optuna.load_study(study_name=study, storage=open_storage(storage))
+    except KeyError:
+        raise SystemExit(f"No Optuna study {study!r} in {storage}: check --study and --storage.") from None
+    recipes = [t.params for t in found.trials if outcome_of(t) is Outcome.COMPLETE and t.user_attrs.get("epochs_run")]
+    if not recipes:
+        raise SystemExit(f"Study {study!r} in {storage} has no trial that trained to the end.")
+    return recipes
+
+
 def main() -> None:
     args = parse_args()
+    if args.write_replay_config:
+        path = Path(args.write_replay_config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recipes = complete_recipes(args.storage, args.study)
+        path.write_text(replay_config(recipes, args.set, args.search, args.study))
+        print(f"{path}: {len(recipes)} recipes of study {args.study!r}, with {' '.join(args.set) or 'no change'}")
+        return
     runs = complete_runs(MlflowClient(args.tracking_uri), args.experiment, args.study, args.metric)
     if args.reference:
         store = MlflowClient(args.reference_uri or args.tracking_uri)

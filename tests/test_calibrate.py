@@ -6,8 +6,13 @@ import random
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 
-from mnist_sweep.calibrate import halving_stops, paired, replay, rungs, table, top_recall
+from mnist_sweep.calibrate import halving_stops, main, paired, replay, rungs, table, top_recall
+from optuna_sweeper.storage import open_storage
+
+from .helpers import compose_config
 
 
 def curves(n: int, epochs: int, seed: int) -> list[list[float]]:
@@ -107,3 +112,37 @@ def test_runs_pair_on_their_recipe_but_for_the_protocol_and_bookkeeping():
     assert [(c[0], f[0]) for c, f in pairs] == [(0.6, 0.7), (0.85, 0.9), (0.75, 0.8)]
     with pytest.raises(SystemExit, match="Only 0 of the study's 3"):
         paired(cheap, [run("0.4", None, "9", 0.9)] * 3, differ=["trainer.epoch_fraction"])
+
+
+def test_a_replay_config_queues_a_studys_complete_recipes_again_under_another_setting(tmp_path, monkeypatch):
+    """--write-replay-config: the study's trials that trained to the end (not the pruned, not the rejected) become
+    the warm start of a search config in the launch directory's found_configs, which Hydra composes on top of the
+    default space with the --set settings as fixed params."""
+    storage = str(tmp_path / "optuna_journal.log")
+    study = optuna.create_study(study_name="calib", storage=open_storage(storage), direction="maximize")
+    recipes = [{"s1.w1": 8, "optimizer.lr": 0.1}, {"s1.w1": 6, "optimizer.lr": 0.05}, {"s1.w1": 4, "optimizer.lr": 0.2}]
+    dists = {"s1.w1": IntDistribution(2, 16), "optimizer.lr": FloatDistribution(0.01, 0.3)}
+    attrs = [{"epochs_run": 15}, {"epochs_run": 4}, {"rejected": "over budget"}]
+    states = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    for params, user_attrs, state in zip(recipes, attrs, states, strict=True):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                user_attrs=user_attrs,
+                state=state,
+                value=0.9 if state == TrialState.COMPLETE else None,
+            )
+        )
+    monkeypatch.chdir(tmp_path)
+    target = "found_configs/hparams_search/calib_replay.yaml"
+    argv = ["calibrate", "--study", "calib", "--storage", storage, "--set", "trainer.epoch_fraction=0.25"]
+    monkeypatch.setattr("sys.argv", [*argv, "--write-replay-config", target])
+    main()
+    cfg = compose_config("hydra/sweeper=optuna", "+hparams_search=calib_replay", with_hydra=True).hydra.sweeper
+    assert [dict(entry) for entry in cfg.warm_start] == recipes[:1]
+    assert cfg.params["trainer.epoch_fraction"] == 0.25
+    assert cfg.params["optimizer.lr"] == "tag(log, interval(0.03, 0.3))"  # the rest of the default space
+    monkeypatch.setattr("sys.argv", [*argv[:2], "nope", *argv[3:], "--write-replay-config", target])
+    with pytest.raises(SystemExit, match="No Optuna study 'nope'"):
+        main()
