@@ -65,11 +65,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def curves(client: MlflowClient, experiment: str, study: str, metric: str) -> list[list[float]]:
-    """One list of per-epoch values per finished trial run, all of the longest length (complete trials)."""
-    return [history for _, history in complete_runs(client, experiment, study, metric)]
-
-
 def complete_runs(client: MlflowClient, experiment: str, study: str, metric: str) -> list[tuple[dict, list[float]]]:
     """(params, per-epoch values) of every finished trial run of the longest length (complete trials)."""
     found = client.get_experiment_by_name(experiment)
@@ -109,8 +104,8 @@ def paired(cheap: list[tuple[dict, list[float]]], full: list[tuple[dict, list[fl
     if len(pairs) < 3:
         raise SystemExit(
             f"Only {len(pairs)} of the study's {len(cheap)} complete trials have a complete trial of the same recipe "
-            f"in the reference study (of {len(full)}): train the reference's recipes again (its trials' params as "
-            "hydra.sweeper.warm_start) and check --differ names every param the two protocols set differently."
+            f"in the reference study (of {len(full)}): train the reference's recipes again (--write-replay-config) and "
+            "check that --differ names every param the two protocols set differently."
         )
     return pairs
 
