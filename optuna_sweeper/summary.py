@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial
 
-from optuna_sweeper.finalists import Finalist, FinalistSettings, winner
+from optuna_sweeper.finalists import Finalist, FinalistSettings, who, winner
 from optuna_sweeper.outcomes import ORDER, Attr, Counts, count, is_trained, outcome_of
 
 
@@ -67,7 +67,7 @@ class StageTwo:
         }
 
     def text(self) -> str:
-        head = f"Stage 2: the top {self.settings.top_k} of stage 1, {describe_stage_two(self.settings)}:"
+        head = f"Stage 2: the {who(self.settings)} of stage 1, {describe_stage_two(self.settings)}:"
         if not self.finalists:
             return head + "\n(no trained trial to retrain)"
         table = format_table([{**self.row(f), "": ""} for f in self.finalists], limit=len(self.finalists))

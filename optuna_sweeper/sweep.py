@@ -29,6 +29,7 @@ from optuna_sweeper.finalists import (
     queue_runs,
     wait_for_round,
     wait_until_settled,
+    who,
 )
 from optuna_sweeper.outcomes import Attr, count, outcome_of
 from optuna_sweeper.progress import Progress
@@ -256,7 +257,7 @@ class SweepCommand:
             "objectives": ",".join(run.objectives),
             "custom_search_space": settings.custom_search_space or "none",
             "finalists": (
-                f"top {self.final_settings.top_k}, seeds {self.final_settings.seeds}"
+                f"{who(self.final_settings)}, seeds {self.final_settings.seeds}"
                 if self.final_settings.top_k
                 else "none"
             ),

@@ -61,7 +61,7 @@ def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
     assert params["fixed.hparams_search"] == "default"
     assert {"space.optimizer.lr", "space.trainer.batch_size", "space.augmentation"} <= set(params)
     assert params["custom_search_space"] == "mnist_sweep.search_space.focused_space"  # the define-by-run half
-    assert params["finalists"] == "top 2, seeds [2, 3, 4]"
+    assert params["finalists"] == "top 2 (+ the best warm-start trial if not among them), seeds [2, 3, 4]"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
     # The space's warm start (gap8k and pool7k, exactly), queued for the first trials.

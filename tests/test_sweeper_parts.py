@@ -386,6 +386,33 @@ def test_finalists_are_the_best_distinct_trained_trials_and_their_runs_override_
         FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "seeds": [1, 1]}))
     with pytest.raises(SweepError, match="top_k must be 0"):
         FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "top_k": -1}))
+    with pytest.raises(SweepError, match="warm_start must be 0 or more"):
+        FinalistSettings.from_config(OmegaConf.create({**settings.__dict__, "warm_start": -1}))
+
+
+def test_the_best_trained_warm_start_trial_joins_the_finalists_when_the_top_k_leave_it_out():
+    """finalists.warm_start=1: the hand-typed design stage 1 ranked below the top k is retrained beside them (its
+    best trained copy; a pruned or rejected warm-start trial never is), and nothing is added when one of the top k
+    is a warm-start trial already, nor without a stage 2."""
+    from optuna_sweeper.finalists import FinalistSettings, choose, who
+
+    study = optuna.create_study(direction="maximize")
+    for value, overrides, extra, state in [
+        (0.96, ["x=0"], {Attr.WARM_START: 0}, TrialState.COMPLETE),  # a seed, trained to the end
+        (None, ["x=1"], {Attr.WARM_START: 1}, TrialState.PRUNED),  # another seed, pruned
+        (0.99, ["x=2"], {}, TrialState.COMPLETE),
+        (0.98, ["x=3"], {}, TrialState.COMPLETE),
+        (0.97, ["x=4"], {}, TrialState.COMPLETE),
+        (0.0, ["x=5"], {Attr.WARM_START: 2, Attr.REJECTED: True}, TrialState.COMPLETE),  # a seed over budget
+    ]:
+        study.add_trial(trial(state, value, **{Attr.OVERRIDES: overrides, **extra}))
+    assert [t.number for t in choose(study, 2)] == [2, 3]
+    assert [t.number for t in choose(study, 2, warm_start=1)] == [2, 3, 0]
+    assert [t.number for t in choose(study, 2, warm_start=3)] == [2, 3, 0]  # only trained ones: there is one
+    assert [t.number for t in choose(study, 4, warm_start=1)] == [2, 3, 4, 0]  # among the top 4 already
+    assert choose(study, 0, warm_start=1) == []
+    settings = FinalistSettings(2, [2, 3, 4], "seed", [], [], warm_start=1)
+    assert who(settings) == "top 2 (+ the best warm-start trial if not among them)"
 
 
 def test_a_budget_on_other_sizes_rejects_and_constrains_like_the_parameter_budget():

@@ -100,6 +100,9 @@ class FinalistsConf:
     seed_key: str = "seed"  # the app's config key for the random seed
     overrides: list[str] = field(default_factory=list)  # e.g. the full schedule, where stage 1 trains a short one
     report: list[str] = field(default_factory=list)  # other returned numbers shown as mean ± sd, e.g. [test_acc]
+    # Also retrain the best n warm-start trials that trained to the end, where the top_k leave them out: the designs a
+    # user queued by hand are then the baselines stage 2 measures the found ones against, under the same protocol.
+    warm_start: int = 0
 
 
 @dataclass
