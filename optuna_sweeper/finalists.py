@@ -94,9 +94,9 @@ def who(settings: FinalistSettings) -> str:
 def choose(study: optuna.Study, top_k: int, warm_start: int = 0) -> list[FrozenTrial]:
     """The best k trained trials of stage 1 on its first objective (several objectives: from the Pareto front,
     then the rest), each architecture once: a warm-start copy that drew the same params is skipped. Then, if fewer
-    than `warm_start` of them came from the warm start, the best trained warm-start trials left out, up to that
-    many: a cheap stage 1 can rank a hand-typed design below found ones that stage 2's full protocol ranks below it
-    (measured at budget 4,000 in the app's README), and a baseline in stage 2 settles that with the same seeds."""
+    than `warm_start` of them are warm-start recipes, the best trained warm-start trials left out, up to that many:
+    a cheap stage 1 (fewer epochs, less data) can rank a hand-typed design below found ones that stage 2's full
+    protocol ranks below it, and a baseline in stage 2 settles that with the same seeds."""
     if top_k <= 0:
         return []
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
@@ -105,15 +105,26 @@ def choose(study: optuna.Study, top_k: int, warm_start: int = 0) -> list[FrozenT
     ranked = sorted(trained, key=lambda t: (t.number not in front, -t.values[0] if maximize else t.values[0]))
     chosen, seen = [], set()
     for trial in ranked:
-        key = tuple(sorted(trial.user_attrs.get(Attr.OVERRIDES, [])))
-        if key not in seen:
-            seen.add(key)
+        if recipe(trial) not in seen:
+            seen.add(recipe(trial))
             chosen.append(trial)
         if len(chosen) == top_k:
             break
-    baselines = [t for t in ranked if Attr.WARM_START in t.user_attrs]
-    missing = warm_start - sum(t in baselines for t in chosen)
-    return chosen + [t for t in baselines if t not in chosen][: max(missing, 0)]
+    hand_typed = {recipe(t) for t in ranked if Attr.WARM_START in t.user_attrs}
+    missing = warm_start - sum(recipe(t) in hand_typed for t in chosen)
+    for trial in ranked:
+        if missing <= 0:
+            break
+        if recipe(trial) in hand_typed and recipe(trial) not in seen:
+            seen.add(recipe(trial))
+            chosen.append(trial)
+            missing -= 1
+    return chosen
+
+
+def recipe(trial: FrozenTrial) -> tuple[str, ...]:
+    """What a trial trained, as its overrides: two trials with the same recipe are one finalist."""
+    return tuple(sorted(trial.user_attrs.get(Attr.OVERRIDES, [])))
 
 
 def job_overrides(trial: FrozenTrial, seed: int, settings: FinalistSettings) -> list[str]:

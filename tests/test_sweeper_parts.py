@@ -393,7 +393,7 @@ def test_finalists_are_the_best_distinct_trained_trials_and_their_runs_override_
 def test_the_best_trained_warm_start_trial_joins_the_finalists_when_the_top_k_leave_it_out():
     """finalists.warm_start=1: the hand-typed design stage 1 ranked below the top k is retrained beside them (its
     best trained copy; a pruned or rejected warm-start trial never is), and nothing is added when one of the top k
-    is a warm-start trial already, nor without a stage 2."""
+    is a warm-start recipe already, nor without a stage 2."""
     from optuna_sweeper.finalists import FinalistSettings, choose, who
 
     study = optuna.create_study(direction="maximize")
@@ -411,6 +411,9 @@ def test_the_best_trained_warm_start_trial_joins_the_finalists_when_the_top_k_le
     assert [t.number for t in choose(study, 2, warm_start=3)] == [2, 3, 0]  # only trained ones: there is one
     assert [t.number for t in choose(study, 4, warm_start=1)] == [2, 3, 4, 0]  # among the top 4 already
     assert choose(study, 0, warm_start=1) == []
+    # A found trial that drew a seed's recipe exactly stands for it: the seed is not retrained a second time.
+    study.add_trial(trial(TrialState.COMPLETE, 0.995, **{Attr.OVERRIDES: ["x=0"]}))
+    assert [t.number for t in choose(study, 2, warm_start=1)] == [6, 2]
     settings = FinalistSettings(2, [2, 3, 4], "seed", [], [], warm_start=1)
     assert who(settings) == "top 2 (+ the best warm-start trial if not among them)"
 
