@@ -11,8 +11,10 @@ import subprocess
 import mlflow
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
+from optuna_sweeper.finalists import choose
 from optuna_sweeper.outcomes import Outcome, outcome_of
 from optuna_sweeper.storage import open_storage
 
@@ -68,7 +70,10 @@ def test_real_two_stage_sweep_nests_its_runs_tests_finalists_once_and_exports_a_
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     stage_one = [r for r in children if r.data.tags.get("optuna_study") == STUDY]
     finals = [r for r in children if r.data.tags.get("optuna_role") == "finalist"]
-    assert len(stage_one) == len(study.trials) and len(finals) == 2  # trained, pruned and rejected trials alike
+    # Stage 2: the top trial, and the best fitted seed beside it when it is not that one (finalists.warm_start=1).
+    retrained = {t.number for t in choose(study, 1, warm_start=1)}
+    assert {int(r.data.tags["optuna_finalist_of"]) for r in finals} == retrained
+    assert len(stage_one) == len(study.trials) and len(finals) == 2 * len(retrained)  # trained, pruned, rejected
     for run in stage_one:
         trial = study.trials[int(run.data.tags["optuna_trial"])]
         assert run.data.tags["optuna_state"] == outcome_of(trial).value and run.info.status == "FINISHED"
@@ -79,7 +84,10 @@ def test_real_two_stage_sweep_nests_its_runs_tests_finalists_once_and_exports_a_
     trained_runs = [r for r in stage_one if r.data.tags["optuna_state"] != Outcome.REJECTED.value]
     assert {r.data.params["trainer.epoch_fraction"] for r in trained_runs} == {str(space["trainer.epoch_fraction"])}
     assert {r.data.params["trainer.epoch_fraction"] for r in finals} == {"1.0"}
-    assert "Stage 2: the top 1 of stage 1" in result.stdout and "Winner (best mean stage-2 val_acc)" in result.stdout
+    assert (
+        "Stage 2: the top 1 (+ the best warm-start trial if not among them) of stage 1" in result.stdout
+        and "Winner (best mean stage-2 val_acc)" in result.stdout
+    )
 
     found = tmp_path / "found_configs" / "experiment" / "found" / f"{STUDY}.yaml"
     assert found.exists() and f"experiment=found/{STUDY} seed=1,2" in found.read_text()
@@ -87,7 +95,10 @@ def test_real_two_stage_sweep_nests_its_runs_tests_finalists_once_and_exports_a_
     retrain = run_cli(f"experiment=found/{STUDY}", "seed=1", "tracking.log_model=false", cwd=tmp_path)
     print(retrain.stdout[-2000:], retrain.stderr[-2000:])
     assert retrain.returncode == 0
-    (seed_one,) = [r for r in finals if r.data.tags["optuna_seed"] == "1"]
+    winner = yaml.safe_load(found.read_text())["model"]["source"].rpartition("trial ")[2]
+    (seed_one,) = [
+        r for r in finals if r.data.tags["optuna_seed"] == "1" and r.data.tags["optuna_finalist_of"] == winner
+    ]
     (again,) = [
         r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id not in {x.info.run_id for x in runs}
     ]
