@@ -7,13 +7,14 @@ from __future__ import annotations
 import gzip
 import shutil
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from .helpers import run_cli
 
-pytestmark = pytest.mark.slow  # each case is a subprocess (1-5 s)
+pytestmark = pytest.mark.slow  # each case is a subprocess (1-5 s); they run a few at a time (`refusals`)
 
 SWEEP = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2"]
 
@@ -121,27 +122,49 @@ def nothing_recorded(cwd: Path) -> None:
     assert not (cwd / "optuna_journal.log").exists() or "trial" not in (cwd / "optuna_journal.log").read_text()
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_refused_clearly_and_records_nothing(case, tmp_path, mnist_root):
-    args, expected = CASES[case]
-    if case == "no cuda":
-        import torch
-
-        if torch.cuda.is_available():
-            pytest.skip("this machine has CUDA")
+def refuse(case: str, mnist_root: str, cwd: Path):
+    """Run one case in its own empty directory, as a user would type it."""
+    args, _ = CASES[case]
     if "DATA" in " ".join(args):
-        prepare_data(case, mnist_root, tmp_path / "data")
-        args = [a.replace("DATA", str(tmp_path / "data")) for a in args]
+        prepare_data(case, mnist_root, cwd / "data")
+        args = [a.replace("DATA", str(cwd / "data")) for a in args]
     env_root = [] if any(a.startswith("dataset.root") for a in args) else [f"dataset.root={mnist_root}"]
     flags = [a for a in args if a.startswith("-")]  # -m before the overrides, as argparse wants it
     overrides = ["trainer.epochs=1", "dataset.train_limit=500", *env_root, *(a for a in args if a not in flags)]
-    done = run_cli(*flags, *overrides, cwd=tmp_path, timeout=120)
+    return run_cli(*flags, *overrides, cwd=cwd, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def refusals(request, tmp_path_factory, mnist_root) -> dict:
+    """The process and directory of every case this pytest session selected (`-k` picks some), three cases at a
+    time: a case is mostly one process importing Python modules on one core, and one at a time the 63 cases were
+    the largest share of CI's time."""
+    import torch
+
+    selected = {
+        item.callspec.params["case"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
+    cases = [c for c in CASES if c in selected and not (c == "no cuda" and torch.cuda.is_available())]
+    dirs = {case: tmp_path_factory.mktemp("case") for case in cases}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = dict(zip(cases, pool.map(lambda c: refuse(c, mnist_root, dirs[c]), cases), strict=True))
+    return {case: (done[case], dirs[case]) for case in cases}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_clearly_and_records_nothing(case, refusals):
+    if case not in refusals:
+        pytest.skip("this machine has CUDA")
+    done, cwd = refusals[case]
+    expected = CASES[case][1]
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
     assert expected in done.stderr, done.stderr[-2000:]
     ours = [line for line in done.stderr.splitlines() if line.startswith(("mnist_sweep: error:", "optuna sweeper:"))]
     assert len(ours) <= 1  # one paragraph of ours, or Hydra's own message
-    nothing_recorded(tmp_path)
+    nothing_recorded(cwd)
 
 
 def test_the_suite_covers_at_least_45_cases():
