@@ -4,11 +4,13 @@ them breaks here with a clear name instead of in the middle of the sweep logic."
 from __future__ import annotations
 
 import warnings
+from datetime import datetime
 from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
 
 def set_metric_names(study: optuna.Study, names: list[str]) -> None:
@@ -32,3 +34,33 @@ def job_outcome(job_return: JobReturn) -> Any:
     # The job's return value, or the exception it raised: JobReturn.return_value re-raises the exception, and
     # the sweeper must look at it (optuna.TrialPruned, a user error) without raising it.
     return job_return._return_value
+
+
+def ask_named(study: optuna.Study, user_attrs: dict[str, Any]) -> optuna.Trial:
+    """study.ask(), but a new trial is created with user_attrs (who asked) in the same storage write. With ask() and
+    then set_user_attr(), a process killed in between left a RUNNING trial that named no process, which no later
+    sweep could tell from a live one (the fault drill caught it). Study has no public way to create a trial with
+    attributes, so this is ask() as Optuna 5 writes it: a queued trial first, else a new one from a template. A
+    queued trial turns RUNNING in one write and is named in the next (study.UNNAMED_AFTER_S covers the gap)."""
+    study._thread_local.cached_all_trials = None  # as ask(): the sampler reads the storage afresh for every trial
+    storage_id = study._pop_waiting_trial_id()
+    if storage_id is not None:
+        trial = optuna.Trial(study, storage_id)
+        for key, value in user_attrs.items():
+            trial.set_user_attr(key, value)
+        return trial
+    template = FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=datetime.now(),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs=dict(user_attrs),
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    storage_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return optuna.Trial(study, storage_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,18 +151,34 @@ def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial)
     study.enqueue_trial(trial.params, user_attrs={Attr.RETRY_OF: trial.number, **defining})
 
 
+# A queued trial is named by the process that takes it one storage write after it turns RUNNING (a new trial is
+# named in the same write: optuna_api.ask_named). One that is still unnamed this long after it started was taken
+# by a process killed in between: nobody will run it. Generous, so that clocks of hosts sharing a study may differ.
+UNNAMED_AFTER_S = 60.0
+
+
 def recover_dead_trials(study: optuna.Study) -> list[int]:
     """A worker killed hard (kill -9, a closed terminal) leaves RUNNING trials; on this host we can tell whether
     their process is gone, and queue them again. Trials of live workers are left alone. Returns the numbers of the
     trials recovered."""
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(Attr.WORKER, "")
-        if not worker_alive(worker):
+        worker = trial.user_attrs.get(Attr.WORKER)
+        if worker is None and seconds_since(trial.datetime_start) > UNNAMED_AFTER_S:
+            log.warning("trial %d was taken by a process that died before naming itself: queued again", trial.number)
+        elif worker is None or worker_alive(worker):
+            continue
+        else:
             log.warning("trial %d was left running by a dead worker (%s): queued again", trial.number, worker)
-            requeue(study, trial)
-            recovered.append(trial.number)
+        requeue(study, trial)
+        recovered.append(trial.number)
     return recovered
+
+
+def seconds_since(moment: datetime | None) -> float:
+    if moment is None:
+        return 0.0
+    return (datetime.now(moment.tzinfo) - moment).total_seconds()  # naive (RDB) or aware (journal), as stored
 
 
 def worker_alive(worker: str) -> bool:

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from optuna_sweeper.budget import ParamBudget, Size
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.finalists import queued_twice
-from optuna_sweeper.optuna_api import job_outcome, trial_id
+from optuna_sweeper.optuna_api import ask_named, job_outcome, trial_id
 from optuna_sweeper.outcomes import COUNTED, Attr, Outcome, count, outcome_of
 from optuna_sweeper.settings import Resolved, worker_name
 from optuna_sweeper.space import SearchSpace, sample_overrides
@@ -95,11 +95,9 @@ class TrialLoop:
     # ------------------------------------------------------------ before launch
     def ask(self) -> PendingTrial | None:
         """Ask, sample, compose and count. None when the trial was told without launching a job."""
-        pending = PendingTrial(self.study.ask())
+        pending = PendingTrial(ask_named(self.study, {Attr.SWEEP: self.run.sweep_id, Attr.WORKER: worker_name()}))
         self.pending.append(pending)
         trial = pending.trial
-        trial.set_user_attr(Attr.SWEEP, self.run.sweep_id)
-        trial.set_user_attr(Attr.WORKER, worker_name())
         preset = trial.user_attrs.get(Attr.PRESET)
         if self.surplus(trial) or (self.preset_only and preset is None) or queued_twice(self.study, trial):
             # preset_only: another process took the last queued run between our look and our ask

@@ -4,6 +4,7 @@ its counts, objective values, the leaderboard and summary, the best-trial files 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import optuna
 import pytest
@@ -471,3 +472,57 @@ def test_seeded_worker_processes_draw_different_params():
     assert len({tuple(d) for d in draws}) == 3
     reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(7))
     assert draws[0] == [reference.ask().suggest_float("x", 0, 1) for _ in range(3)]
+
+
+def journal_study(tmp_path) -> optuna.Study:
+    from optuna_sweeper.storage import open_storage
+
+    return optuna.create_study(storage=open_storage(str(tmp_path / "optuna_journal.log")), study_name="s")
+
+
+def test_a_new_trial_names_its_process_in_the_write_that_creates_it_and_a_queued_one_is_named_at_once(tmp_path):
+    from optuna_sweeper.optuna_api import ask_named
+
+    study = journal_study(tmp_path)
+    owner = {Attr.SWEEP: "h:1", Attr.WORKER: "h:2"}
+    new = ask_named(study, owner)
+    assert 0 <= new.suggest_float("x", 0, 1) <= 1  # an ordinary trial: the sampler and the study work as with ask()
+    writes = [json.loads(line) for line in (tmp_path / "optuna_journal.log").read_text().splitlines()]
+    naming = [w for w in writes if "worker" in json.dumps(w.get("user_attrs", {}))]
+    assert [w["op_code"] for w in naming] == [4]  # only the write that creates the trial (CREATE_TRIAL) names it
+    study.tell(new, 0.5)
+    study.enqueue_trial({"x": 0.25}, user_attrs={Attr.RETRY_OF: 0})
+    queued = ask_named(study, owner)
+    assert queued.suggest_float("x", 0, 1) == 0.25
+    stored = study.trials[queued.number]
+    assert stored.state == TrialState.RUNNING and stored.user_attrs == {Attr.RETRY_OF: 0, **owner}
+
+
+def test_a_running_trial_that_names_no_process_is_queued_again_only_once_it_is_old(tmp_path):
+    from datetime import datetime, timedelta
+
+    from optuna_sweeper.optuna_api import storage_of
+    from optuna_sweeper.study import UNNAMED_AFTER_S, recover_dead_trials
+
+    study = journal_study(tmp_path)
+    storage, study_id = storage_of(study), study._study_id
+    for age in (UNNAMED_AFTER_S + 30, 1.0):  # taken by a process killed before naming itself; just taken by a live one
+        unnamed = optuna.trial.FrozenTrial(
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=datetime.now() - timedelta(seconds=age),
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
+        )
+        storage.create_new_trial(study_id, template_trial=unnamed)
+    assert recover_dead_trials(study) == [0]
+    old, young, retry = study.trials
+    assert old.state == TrialState.FAIL and old.user_attrs[Attr.INTERRUPTED]
+    assert young.state == TrialState.RUNNING  # not yet: its process may be about to name itself
+    assert retry.state == TrialState.WAITING and retry.user_attrs[Attr.RETRY_OF] == 0
