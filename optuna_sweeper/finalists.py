@@ -86,9 +86,11 @@ def finalist_study_name(study_name: str) -> str:
 
 def who(settings: FinalistSettings) -> str:
     """Which stage-1 trials stage 2 retrains, in words: "top 2 (+ the best warm-start trial if not among them)"."""
-    n = settings.warm_start
-    extra = f" (+ the best {'' if n == 1 else f'{n} '}warm-start trial{'s' if n > 1 else ''} if not among them)"
-    return f"top {settings.top_k}{extra if n else ''}"
+    n, top = settings.warm_start, f"top {settings.top_k}"
+    if not n:
+        return top
+    baseline = "the best warm-start trial" if n == 1 else f"the best {n} warm-start trials"
+    return f"{top} (+ {baseline} if not among them)"
 
 
 def choose(study: optuna.Study, top_k: int, warm_start: int = 0) -> list[FrozenTrial]:

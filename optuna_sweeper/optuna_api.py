@@ -49,11 +49,16 @@ def ask_named(study: optuna.Study, user_attrs: dict[str, Any]) -> optuna.Trial:
         for key, value in user_attrs.items():
             trial.set_user_attr(key, value)
         return trial
+    return optuna.Trial(study, create_running(study, user_attrs, datetime.now()))
+
+
+def create_running(study: optuna.Study, user_attrs: dict[str, Any], started: datetime) -> int:
+    """A new RUNNING trial with these user attrs, in one storage write; its storage id."""
     template = FrozenTrial(
         number=-1,
         state=TrialState.RUNNING,
         value=None,
-        datetime_start=datetime.now(),
+        datetime_start=started,
         datetime_complete=None,
         params={},
         distributions={},
@@ -62,5 +67,4 @@ def ask_named(study: optuna.Study, user_attrs: dict[str, Any]) -> optuna.Trial:
         intermediate_values={},
         trial_id=-1,
     )
-    storage_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return optuna.Trial(study, storage_id)
+    return study._storage.create_new_trial(study._study_id, template_trial=template)

@@ -501,26 +501,12 @@ def test_a_new_trial_names_its_process_in_the_write_that_creates_it_and_a_queued
 def test_a_running_trial_that_names_no_process_is_queued_again_only_once_it_is_old(tmp_path):
     from datetime import datetime, timedelta
 
-    from optuna_sweeper.optuna_api import storage_of
+    from optuna_sweeper.optuna_api import create_running
     from optuna_sweeper.study import UNNAMED_AFTER_S, recover_dead_trials
 
     study = journal_study(tmp_path)
-    storage, study_id = storage_of(study), study._study_id
     for age in (UNNAMED_AFTER_S + 30, 1.0):  # taken by a process killed before naming itself; just taken by a live one
-        unnamed = optuna.trial.FrozenTrial(
-            number=-1,
-            state=TrialState.RUNNING,
-            value=None,
-            datetime_start=datetime.now() - timedelta(seconds=age),
-            datetime_complete=None,
-            params={},
-            distributions={},
-            user_attrs={},
-            system_attrs={},
-            intermediate_values={},
-            trial_id=-1,
-        )
-        storage.create_new_trial(study_id, template_trial=unnamed)
+        create_running(study, {}, datetime.now() - timedelta(seconds=age))
     assert recover_dead_trials(study) == [0]
     old, young, retry = study.trials
     assert old.state == TrialState.FAIL and old.user_attrs[Attr.INTERRUPTED]
