@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from optuna_sweeper.errors import SweepError
 from optuna_sweeper.storage import DEFAULT_JOURNAL, in_memory, redact, resolve_storage
 
+SEEDS_PER_COMMAND = 1000  # sampler seeds per sweep command: seed + worker + 1000 * command_index (make_sampler)
 DEFAULT_WORKERS = 2  # measured on 2 cores: two 1-thread workers beat one 2-thread worker (README, "Parallel workers")
 
 
@@ -36,6 +37,12 @@ class Resolved:
     is_worker: bool
     notes: list[str] = field(default_factory=list)
     worker_id: int = 0  # hydra.sweeper.worker_id: 0 for the sweep command's own process
+    command_index: int = 0  # hydra.sweeper.command_index: this command's number among commands sharing the study
+
+    @property
+    def seed_stream(self) -> int:
+        """What this process adds to a seeded sampler's seed: unique per worker process of every sweep command."""
+        return self.worker_id + SEEDS_PER_COMMAND * self.command_index
 
 
 def worker_name(pid: int | None = None) -> str:
@@ -62,6 +69,8 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
     check_parallelism(n_workers, n_jobs, storage_url)
     check_range("max_failure_rate", settings.max_failure_rate, 0.0, None)
     check_range("n_trials", settings.n_trials, 0, None)
+    command_index = settings.get("command_index", 0)
+    check_range("command_index", command_index, 0, None)
     return Resolved(
         directions=directions,
         objectives=objectives,
@@ -75,6 +84,7 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
         is_worker=settings.worker_id > 0,
         notes=compatibility_notes(settings, n_workers),
         worker_id=settings.worker_id,
+        command_index=command_index,
     )
 
 

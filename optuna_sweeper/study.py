@@ -34,7 +34,7 @@ def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> op
     study = optuna.create_study(
         storage=storage,
         study_name=run.study_name,
-        sampler=make_sampler(sampler_cfg, space, run.worker_id),
+        sampler=make_sampler(sampler_cfg, space, run.seed_stream),
         directions=run.directions,
         load_if_exists=True,
     )
@@ -49,14 +49,16 @@ def open_study(run: Resolved, sampler_cfg: DictConfig, space: SearchSpace) -> op
     return study
 
 
-def make_sampler(sampler_cfg: DictConfig, space: SearchSpace, worker_id: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(sampler_cfg: DictConfig, space: SearchSpace, seed_stream: int = 0) -> optuna.samplers.BaseSampler:
+    """seed_stream: Resolved.seed_stream, what this process adds to the sampler's seed."""
     extra: dict[str, Any] = {"search_space": grid_of(space)} if is_grid(sampler_cfg) else {}
     seed = sampler_cfg.get("seed")
-    if seed is not None and worker_id > 0:
+    if seed is not None and seed_stream > 0:
         # Every worker process builds its own sampler: with one seed, all would draw the same params (two workers
-        # of a seeded random sweep trained every draw twice). Worker k draws from seed + k; the sweep command's own
-        # process keeps the seed, so a one-process sweep draws as before.
-        extra["seed"] = int(seed) + worker_id
+        # of a seeded random sweep trained every draw twice, and so did a job array's tasks, each one command).
+        # Worker k of command c draws from seed + k + 1000 c; the first command's own process keeps the seed, so a
+        # one-process sweep draws as before.
+        extra["seed"] = int(seed) + seed_stream
     try:
         with warnings.catch_warnings():  # TPE's multivariate/group: "experimental" since Optuna 2.2, and relied on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

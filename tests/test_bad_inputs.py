@@ -75,6 +75,7 @@ CASES = {
     "sweep jobs": ([*SWEEP, "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be 1 or more"),
     "sweep trials": ([*SWEEP, "hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials must be 0 or more"),
     "sweep failure rate": ([*SWEEP, "hydra.sweeper.max_failure_rate=-1"], "max_failure_rate must be 0.0 or more"),
+    "sweep command index": ([*SWEEP, "hydra.sweeper.command_index=-2"], "command_index must be 0 or more, got -2"),
     "sweep direction": ([*SWEEP, "hydra.sweeper.direction=up"], "hydra.sweeper.direction must be maximize"),
     "sweep sampler": ([*SWEEP, "hydra/sweeper/sampler=annealing"], "hydra/sweeper/sampler/annealing"),
     "sweep pruner": ([*SWEEP, "hydra/sweeper/pruner=nosuch"], "hydra/sweeper/pruner/nosuch"),

@@ -463,15 +463,21 @@ def test_warm_start_entries_pass_through_the_adapter_before_they_are_queued():
 
 def test_seeded_worker_processes_draw_different_params():
     """Each worker process builds its own sampler; with one seed they drew the same params (a seeded random sweep
-    with two workers trained every draw twice). Worker k uses seed + k; the command's own process keeps the seed."""
+    with two workers trained every draw twice, and so did a job array's tasks, each a sweep command of its own).
+    Worker k of command c draws from seed + k + 1000 c; the first command's own process keeps the seed."""
     cfg = OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 7})
+    processes = [(c, k) for c in (0, 1) for k in (0, 1, 2)]
+    streams = [resolve(settings(command_index=c, worker_id=k), "app", "/l", "m").seed_stream for c, k in processes]
+    assert len(set(streams)) == len(processes)
     draws = []
-    for worker_id in (0, 1, 2):
-        study = optuna.create_study(sampler=make_sampler(cfg, SearchSpace(), worker_id))
+    for stream in streams:
+        study = optuna.create_study(sampler=make_sampler(cfg, SearchSpace(), stream))
         draws.append([study.ask().suggest_float("x", 0, 1) for _ in range(3)])
-    assert len({tuple(d) for d in draws}) == 3
+    assert len({tuple(d) for d in draws}) == len(processes)
     reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(7))
     assert draws[0] == [reference.ask().suggest_float("x", 0, 1) for _ in range(3)]
+    with pytest.raises(SweepError, match=r"hydra.sweeper.command_index must be 0 or more, got -1"):
+        resolve(settings(command_index=-1), "app", "/l", "multirun")
 
 
 def journal_study(tmp_path) -> optuna.Study:

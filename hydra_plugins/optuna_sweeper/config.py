@@ -149,6 +149,10 @@ class OptunaSweeperConf:
     progress: bool = True
     mlflow: bool = True  # parent run per sweep, nested child run per trial (when the app has a `tracking` node)
     rejected_value: float = 0.0  # objective value an over-budget trial is told (n_params gets the real count)
+    # This command's number among sweep commands that share one study (a job array's task id): with a seeded
+    # sampler, worker process k of command c draws from seed + k + SEEDS_PER_COMMAND * c, so that commands given
+    # the same overrides do not repeat each other's draws (slurm/sweep_workers.sbatch sets it).
+    command_index: int = 0
     # Set by the sweeper on the workers it starts, never by hand: the worker's number (0: the command the user
     # typed), the sweep command's id, and the MLflow sweep run its trial runs nest under.
     worker_id: int = 0
