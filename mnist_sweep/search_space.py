@@ -125,33 +125,57 @@ def suggest_family(trial: Any, choices: Choices, width: dict[str, int]) -> dict[
 
 WIDTH_PARAM = re.compile(r"^s\d+\.(w\d+|squeeze)$")  # the coordinates that are conv widths: s1.w1, s2.squeeze, ...
 SCALES = tuple(1 - 0.05 * i for i in range(15))  # from 1.0 down to 0.3
+GROWTH = tuple(1 + 0.05 * i for i in range(61))  # from 1.0 up to 4.0
 
 
 def fit_to_budget(cfg: Any, entry: dict[str, Any]) -> dict[str, Any]:
-    """The default search's hydra.sweeper.warm_start_adapter: a seed over the sweep's budget (budget.max_params or
-    budget.max_macs) is queued with every width scaled by one factor (on the width grid, inside the budget-sized
-    width range) down to the largest factor that fits, then grown back step by step into what the budget has left
-    (grown_back); its layout, head and recipe stay the seed's. The seeds were
-    tuned by hand at 7-8k parameters; a rejected seed teaches TPE only where the budget ends, a fitted one gives it a
-    trained, known-good design from the first trials. An entry that fits, or that no factor fits, is queued as
-    written (and rejected untrained if over budget), as is one that leaves knobs to the sampler (it has no size
-    until they are drawn)."""
+    """The default search's hydra.sweeper.warm_start_adapter: a seed is queued with every width scaled by one factor
+    (on the width grid, inside the budget-sized width range) to the largest factor that fits the sweep's budget
+    (budget.max_params and budget.max_macs); its layout, head and recipe stay the seed's. Over the budget, it is scaled
+    down, then grown back step by step into what the budget has left (grown_back); under it, scaled up (grown_up).
+    The seeds were tuned by hand at 7-8k parameters; a rejected seed teaches TPE only where the budget ends, a fitted
+    one gives it a trained, known-good design from the first trials, and stage 2 a baseline of the budget's size. An
+    entry that no factor fits is queued as written (and rejected untrained if over budget), as are one that leaves
+    knobs to the sampler (it has no size until they are drawn) and one that fits where budget.max_params is null."""
     try:
-        if fits(cfg, entry):
-            return entry
+        fitting = fits(cfg, entry)
     except ValueError:  # optuna's FixedTrial: a knob the entry does not set
         return entry
-    width = width_range(FOCUSED, OmegaConf.select(cfg, "budget.max_params"))
+    max_params = OmegaConf.select(cfg, "budget.max_params")
+    width = width_range(FOCUSED, max_params)
+    if fitting:
+        return entry if max_params is None else grown_up(cfg, entry, width)  # no budget to grow into
     for scale in SCALES[1:]:
-        scaled = {
-            key: min(width["high"], max(width["low"], WIDTH_STEP * round(value * scale / WIDTH_STEP)))
-            if WIDTH_PARAM.match(key)
-            else value
-            for key, value in entry.items()
-        }
+        scaled = scaled_widths(entry, scale, width)
         if fits(cfg, scaled):
             return grown_back(cfg, scaled, entry, width["high"])
     return entry
+
+
+def scaled_widths(entry: dict[str, Any], scale: float, width: dict[str, int]) -> dict[str, Any]:
+    return {
+        key: min(width["high"], max(width["low"], WIDTH_STEP * round(value * scale / WIDTH_STEP)))
+        if WIDTH_PARAM.match(key)
+        else value
+        for key, value in entry.items()
+    }
+
+
+def grown_up(cfg: Any, entry: dict[str, Any], width: dict[str, int]) -> dict[str, Any]:
+    """A seed under the budget, scaled up by the largest factor that still fits. Without it, a seed 8 wide queued in
+    a search whose widths start at 12 (Fashion-MNIST's 20,000) sat outside the space (Optuna warned of every width)
+    and stage 2 measured found nets of 20,000 parameters against a baseline of 7,788. Every width grows with the
+    factor, and with them parameters and MACs, so whether a factor fits changes once along GROWTH: a bisection
+    finds the last that fits in ~6 counts instead of 61. None fits (the width range alone can push a seed over):
+    the seed as written."""
+    low, high = 0, len(GROWTH)  # GROWTH[:low] fit (none known yet), GROWTH[high:] do not
+    while low < high:
+        middle = (low + high) // 2
+        if fits(cfg, scaled_widths(entry, GROWTH[middle], width)):
+            low = middle + 1
+        else:
+            high = middle
+    return scaled_widths(entry, GROWTH[low - 1], width) if low else entry
 
 
 def grown_back(cfg: Any, scaled: dict[str, Any], seed: dict[str, Any], high: int) -> dict[str, Any]:

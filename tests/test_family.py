@@ -63,8 +63,9 @@ def test_the_warm_start_is_each_seed_exactly(index, seed, space):
 
 @pytest.mark.parametrize("max_params", [2000, 4000, 6789, 8000])
 def test_a_seed_over_the_budget_is_fitted_to_it_by_scaling_its_widths(max_params):
-    """fit_to_budget, the default search's warm_start_adapter: a seed that fits is queued as written; one over the
-    budget keeps its layout, head and recipe, with its widths scaled down (inside the sized range) until it fits."""
+    """fit_to_budget, the default search's warm_start_adapter: a seed over the budget keeps its layout, head and
+    recipe, with its widths scaled down (inside the sized range) until it fits. (gap8k at 8,000 fits, and no factor
+    grows it within the budget: it is queued as written.)"""
     budget = (f"budget.max_params={max_params}", "budget.max_macs=1000000")
     width = width_range(FOCUSED, max_params)
     for entry, seed in zip(warm_start_entries(), ("family", "family_pool7k"), strict=True):
@@ -73,7 +74,7 @@ def test_a_seed_over_the_budget_is_fitted_to_it_by_scaling_its_widths(max_params
         assert n_params <= max_params and macs <= 1_000_000
         seed_params, _, seed_sizes = model_size(compose_config(f"model={seed}", *budget))
         if seed_params <= max_params and seed_sizes["macs"][0] <= 1_000_000:
-            assert fitted == entry
+            assert fitted == entry  # gap8k at 8,000
             continue
         assert not_widths(fitted) == not_widths(entry)
         assert all(width["low"] <= v <= width["high"] and v % 2 == 0 for k, v in fitted.items() if WIDTH_PARAM.match(k))
@@ -82,6 +83,25 @@ def test_a_seed_over_the_budget_is_fitted_to_it_by_scaling_its_widths(max_params
         for key in filter(WIDTH_PARAM.match, fitted):
             if fitted[key] + 2 <= min(width["high"], entry[key]):
                 assert not fits(cfg, {**fitted, key: fitted[key] + 2}), f"{key} could still grow at {max_params}"
+
+
+def test_a_seed_under_the_budget_is_grown_into_it():
+    """At Fashion-MNIST's 20,000 parameters (4M MACs) the sized widths start at 12: both seeds (8-16 wide) are scaled
+    up by one factor, inside the range, to the largest that fits, layout, head and recipe kept. Queued as written,
+    they sat outside the space (Optuna warned of every width) and stage 2's baseline had 7,788 parameters."""
+    budget = ("budget.max_params=20000", "budget.max_macs=4000000")
+    cfg = compose_config("model=family", *budget)
+    width = width_range(FOCUSED, 20000)
+    for entry in warm_start_entries():
+        grown = fit_to_budget(cfg, entry)
+        assert not_widths(grown) == not_widths(entry)
+        widths = {k: v for k, v in grown.items() if WIDTH_PARAM.match(k)}
+        assert all(width["low"] <= v <= width["high"] and v >= entry[k] for k, v in widths.items())
+        n_params, macs = size_of(grown, budget)
+        assert size_of(entry, budget)[0] < 10_000 < n_params <= 20_000 and macs <= 4_000_000
+    # Without budget.max_params there is nothing to grow into: as written.
+    unbounded = compose_config("model=family", "budget.max_params=null")
+    assert fit_to_budget(unbounded, warm_start_entries()[0]) == warm_start_entries()[0]
 
 
 def test_a_seed_that_leaves_knobs_to_the_sampler_is_queued_as_written():
