@@ -461,6 +461,28 @@ def test_warm_start_entries_pass_through_the_adapter_before_they_are_queued():
         enqueue_warm_start(optuna.create_study(), entries, space, adapter=broken)
 
 
+def test_an_entry_the_adapter_brings_into_range_queues_without_out_of_range_warnings():
+    """The dry run that names an entry's keys ran on the entry as written: a custom space's suggest_int on a seed
+    width the adapter was about to fit printed Optuna's "out of range" warning (five per default sweep)."""
+    import warnings
+
+    from optuna_sweeper.study import enqueue_warm_start
+
+    def widths(cfg, trial):
+        return {"w": trial.suggest_int("w", 4, 8)}
+
+    def fit(cfg, entry):
+        return {**entry, "w": min(entry["w"], 8)}
+
+    study = optuna.create_study()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enqueue_warm_start(study, [{"w": 16}], SearchSpace(), custom_space=widths, adapter=fit)
+    assert not [w for w in caught if "out of range" in str(w.message)]
+    trial = study.ask()
+    assert widths(None, trial) == {"w": 8}
+
+
 def test_seeded_worker_processes_draw_different_params():
     """Each worker process builds its own sampler; with one seed they drew the same params (a seeded random sweep
     with two workers trained every draw twice, and so did a job array's tasks, each a sweep command of its own).
