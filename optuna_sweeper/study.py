@@ -19,7 +19,7 @@ from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.optuna_api import set_metric_names, storage_of, trial_id
 from optuna_sweeper.outcomes import DEFINING, Attr
 from optuna_sweeper.settings import Resolved, pid_on_this_host
-from optuna_sweeper.space import SearchSpace, encode_param, grid_of
+from optuna_sweeper.space import SearchSpace, encode_param, grid_of, override_text, parse_line
 from optuna_sweeper.storage import open_storage, redact
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ def enqueue_warm_start(
     each entry first (hydra.sweeper.warm_start_adapter)."""
     for index, entry in enumerate(warm_start or []):
         params = OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else dict(entry)
+        params = without_fixed(index, params, space)
         encoded = checked_entry(index, params, space, custom_space, app_config)  # as written: a typo is named first
         if adapter is not None:
             try:
@@ -105,6 +106,25 @@ def enqueue_warm_start(
             encoded = checked_entry(index, params, space, custom_space, app_config)
         # skip_if_exists: a re-run of the same command does not queue the seeds again.
         study.enqueue_trial(encoded, user_attrs={Attr.WARM_START: index}, skip_if_exists=True)
+
+
+def without_fixed(index: int, params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """The entry without the keys the search fixes at the entry's own values: every trial gets those anyway. So a
+    search that pins part of a space (the seeds' recipe, say) can inherit the warm start of the search it extends.
+    A key fixed at another value is refused: the seed would not run as written."""
+    kept = {}
+    for key, value in params.items():
+        if key not in space.fixed:
+            kept[key] = value
+            continue
+        written = parse_line(f"{key}={override_text(value)}").get_value_element_as_str()
+        if written != space.fixed[key]:
+            raise SweepError(
+                f"hydra.sweeper.warm_start[{index}] sets {key}={written}, but hydra.sweeper.params fixes "
+                f"{key}={space.fixed[key]} for every trial, so the entry would not run as written. Drop the key "
+                "from the entry, fix the param at the entry's value, or search it."
+            )
+    return kept
 
 
 def checked_entry(

@@ -59,13 +59,35 @@ def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
     experiment, parent, _ = sweep_run(tmp_path)
     params = parent.data.params
     assert params["fixed.hparams_search"] == "default"
-    assert {"space.optimizer.lr", "space.trainer.batch_size", "space.augmentation"} <= set(params)
+    # The default fixes the recipe at the seeds' (hparams_search/mnist_architecture) and searches architectures.
+    assert (params["fixed.optimizer.lr"], params["fixed.trainer.batch_size"], params["fixed.augmentation"]) == (
+        "0.1",
+        "128",
+        "rotate",
+    )
+    assert not {"space.optimizer.lr", "space.trainer.batch_size", "space.augmentation"} & set(params)
     assert params["custom_search_space"] == "mnist_sweep.search_space.focused_space"  # the define-by-run half
     assert params["finalists"] == "top 2 (+ the best warm-start trial if not among them), seeds [2, 3, 4]"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
-    # The space's warm start (gap8k and pool7k, exactly), queued for the first trials.
+    # The space's warm start (gap8k and pool7k, exactly), queued for the first trials; their recipe keys, fixed at
+    # the same values, left to the fixed params.
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.WAITING] * 2
+    assert not {"optimizer.lr", "augmentation"} & set(study.trials[0].system_attrs["fixed_params"])
+
+
+def test_the_family_search_searches_the_recipe_too(tmp_path):
+    result = run_cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "+hparams_search=mnist_family",
+        "hydra.sweeper.n_trials=0",
+        "hydra.sweeper.n_workers=1",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, parent, _ = sweep_run(tmp_path)
+    assert {"space.optimizer.lr", "space.trainer.batch_size", "space.augmentation"} <= set(parent.data.params)
 
 
 @pytest.mark.parametrize(

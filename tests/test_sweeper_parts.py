@@ -26,7 +26,7 @@ from optuna_sweeper.settings import (
     resolve,
     worker_name,
 )
-from optuna_sweeper.space import SearchSpace, encode_param, override_key, override_text
+from optuna_sweeper.space import SearchSpace, encode_param, override_key, override_text, parse_search_space
 from optuna_sweeper.storage import in_memory, redact, resolve_storage
 from optuna_sweeper.study import make_sampler
 from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
@@ -459,6 +459,23 @@ def test_warm_start_entries_pass_through_the_adapter_before_they_are_queued():
 
     with pytest.raises(SweepError, match=r"warm_start_adapter failed on warm-start entry 0 .*budget"):
         enqueue_warm_start(optuna.create_study(), entries, space, adapter=broken)
+
+
+def test_an_entry_may_name_a_fixed_param_at_its_fixed_value_and_is_refused_another():
+    """A search that pins part of a space (hparams_search/mnist_architecture fixes the recipe) inherits the warm
+    start of the search it extends: keys fixed at the entry's own values are dropped, another value is refused."""
+    from optuna_sweeper.study import enqueue_warm_start
+
+    space = parse_search_space({"x": "interval(0, 1)", "optimizer.lr": 0.1, "augmentation": "rotate"}, [])
+    study = optuna.create_study()
+    enqueue_warm_start(study, [{"x": 0.5, "optimizer.lr": 0.1, "augmentation": "rotate"}], space)
+    assert study.trials[0].system_attrs["fixed_params"] == {"x": 0.5}
+    with pytest.raises(
+        SweepError,
+        match=r"warm_start\[0\] sets optimizer.lr=0.2, but hydra.sweeper.params fixes "
+        r"optimizer.lr=0.1 for every trial",
+    ):
+        enqueue_warm_start(optuna.create_study(), [{"x": 0.5, "optimizer.lr": 0.2}], space)
 
 
 def test_an_entry_the_adapter_brings_into_range_queues_without_out_of_range_warnings():
