@@ -69,8 +69,7 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
     check_parallelism(n_workers, n_jobs, storage_url)
     check_range("max_failure_rate", settings.max_failure_rate, 0.0, None)
     check_range("n_trials", settings.n_trials, 0, None)
-    command_index = settings.get("command_index", 0)
-    check_range("command_index", command_index, 0, None)
+    check_range("command_index", settings.command_index, 0, None)
     return Resolved(
         directions=directions,
         objectives=objectives,
@@ -84,7 +83,7 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
         is_worker=settings.worker_id > 0,
         notes=compatibility_notes(settings, n_workers),
         worker_id=settings.worker_id,
-        command_index=command_index,
+        command_index=settings.command_index,
     )
 
 

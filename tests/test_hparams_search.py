@@ -51,12 +51,17 @@ def sweep_run(tmp_path):
     return experiment, parent, children
 
 
-def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
+def queued_sweep(tmp_path, *overrides):
+    """A sweep of n_trials=0 in tmp_path: it logs its search and queues its warm start, and trains nothing."""
     result = run_cli(
-        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=0", "hydra.sweeper.n_workers=1", cwd=tmp_path
+        "-m", "hydra/sweeper=optuna", *overrides, "hydra.sweeper.n_trials=0", "hydra.sweeper.n_workers=1", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    experiment, parent, _ = sweep_run(tmp_path)
+    return sweep_run(tmp_path)
+
+
+def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
+    experiment, parent, _ = queued_sweep(tmp_path)
     params = parent.data.params
     assert params["fixed.hparams_search"] == "default"
     # The default fixes the recipe at the seeds' (hparams_search/mnist_architecture) and searches architectures.
@@ -77,16 +82,7 @@ def test_the_optuna_sweeper_alone_searches_the_apps_default_space(tmp_path):
 
 
 def test_the_family_search_searches_the_recipe_too(tmp_path):
-    result = run_cli(
-        "-m",
-        "hydra/sweeper=optuna",
-        "+hparams_search=mnist_family",
-        "hydra.sweeper.n_trials=0",
-        "hydra.sweeper.n_workers=1",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    _, parent, _ = sweep_run(tmp_path)
+    _, parent, _ = queued_sweep(tmp_path, "+hparams_search=mnist_family")
     assert {"space.optimizer.lr", "space.trainer.batch_size", "space.augmentation"} <= set(parent.data.params)
 
 
@@ -105,25 +101,12 @@ def test_the_default_space_takes_any_sampler_and_pruner_from_the_command_line(tm
     """The default space's TPE settings and rungs are options of the sampler and pruner groups (tpe_grouped,
     calibrated), so a command-line choice replaces them whole (it used to fail: 'Key n_startup_trials not in
     RandomSamplerConf')."""
-    result = run_cli(
-        "-m", "hydra/sweeper=optuna", *choice, "hydra.sweeper.n_trials=0", "hydra.sweeper.n_workers=1", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    _, parent, _ = sweep_run(tmp_path)
+    _, parent, _ = queued_sweep(tmp_path, *choice)
     assert (parent.data.params["sampler"], parent.data.params["pruner"]) == (sampler, pruner)
 
 
 def test_the_fashion_search_is_the_default_space_on_clothes_with_their_augmentations(tmp_path):
-    result = run_cli(
-        "-m",
-        "hydra/sweeper=optuna",
-        "+hparams_search=fashion_mnist",
-        "hydra.sweeper.n_trials=0",
-        "hydra.sweeper.n_workers=1",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    _, parent, _ = sweep_run(tmp_path)
+    _, parent, _ = queued_sweep(tmp_path, "+hparams_search=fashion_mnist")
     params = parent.data.params
     assert params["fixed.hparams_search"] == "fashion_mnist"
     assert params["custom_search_space"] == "mnist_sweep.search_space.focused_space"

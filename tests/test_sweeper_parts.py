@@ -94,6 +94,7 @@ def settings(**overrides):
         "n_jobs": None,
         "max_failure_rate": 0.5,
         "worker_id": 0,
+        "command_index": 0,
         "sweep_id": None,
     }
     return OmegaConf.create({**base, **overrides})
