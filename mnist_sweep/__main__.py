@@ -40,5 +40,25 @@ def main(cfg: DictConfig) -> dict[str, float]:
         sys.exit(130)
 
 
+# Hydra checks its own command-line flags inside hydra.main and raises a bare ValueError (a traceback) when they
+# clash; each such message, and what to type instead.
+HYDRA_FLAG_ERRORS = {
+    "Only one of --run, --multirun, --cfg": "To see a sweep's config, drop -m: `python -m mnist_sweep --cfg job "
+    "hydra/sweeper=optuna` prints what every trial starts from, `--cfg hydra -p hydra.sweeper` the search.",
+    "The --resolve flag can only be used": "Add --cfg job (or --cfg all) to print the config resolved.",
+}
+
+
+def run() -> None:
+    try:
+        main()
+    except ValueError as exc:
+        advice = next((text for start, text in HYDRA_FLAG_ERRORS.items() if str(exc).startswith(start)), None)
+        if advice is None:
+            raise
+        print(f"mnist_sweep: error: {exc}. {advice}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -102,6 +102,9 @@ CASES = {
     "param counter": ([*SWEEP, "hydra.sweeper.param_counter=no.such.fn"], "param_counter='no.such.fn'"),
     "sweep tracking server": ([*SWEEP, "tracking.tracking_uri=http://127.0.0.1:9"], "does not answer"),
     "sweep dir": ([*SWEEP, "hydra.sweep.dir=/proc/no/such/dir"], "hydra.sweep.dir=/proc/no/such/dir cannot"),
+    # Hydra's flags, checked inside hydra.main (a bare ValueError there)
+    "multirun and cfg": (["-m", "--cfg=job"], "drop -m: `python -m mnist_sweep --cfg job hydra/sweeper=optuna`"),
+    "resolve alone": (["--resolve"], "Add --cfg job (or --cfg all)"),
 }
 
 
