@@ -22,7 +22,9 @@ from mlflow.tracking import MlflowClient
 from optuna_sweeper.budget import Size
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.outcomes import Outcome
-from optuna_sweeper.space import override_key
+from optuna_sweeper.settings import Resolved
+from optuna_sweeper.space import SearchSpace, describe, override_key
+from optuna_sweeper.storage import redact
 
 log = logging.getLogger(__name__)
 # MLflow 3's kind for a model-training experiment. (Its 3.17 UI still opens on the GenAI pages until the user
@@ -32,6 +34,25 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 def tracking_uri(tracking_cfg: Any) -> str:
     return tracking_cfg.get("tracking_uri") or mlflow.get_tracking_uri()
+
+
+def sweep_params(run: Resolved, settings: Any, space: SearchSpace, pruner: dict | None, finalists: str) -> dict:
+    """The sweep run's params: how the study searches, and each searched and fixed key (the MLflow UI's columns)."""
+    params = {
+        "study": run.study_name,
+        "storage": redact(run.storage_url),
+        "sampler": settings.sampler._target_,
+        "pruner": (pruner or {}).get("_target_", "none"),
+        "n_trials": settings.n_trials,
+        "n_workers": run.n_workers,
+        "directions": ",".join(run.directions),
+        "objectives": ",".join(run.objectives),
+        "custom_search_space": settings.custom_search_space or "none",
+        "finalists": finalists,
+    }
+    params.update({f"space.{k}": describe(d) for k, d in space.distributions.items()})
+    params.update({f"fixed.{override_key(k)}": v for k, v in space.fixed.items()})
+    return params
 
 
 def check_server(uri: str, timeout_s: float = 5.0) -> None:

@@ -16,9 +16,10 @@ from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from optuna_sweeper.budget import ParamBudget
+from optuna_sweeper.console import quiet_jobs
 from optuna_sweeper.credentials import keep_passwords_out
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.finalists import (
@@ -35,7 +36,7 @@ from optuna_sweeper.outcomes import Attr, count, outcome_of
 from optuna_sweeper.progress import Progress
 from optuna_sweeper.publish import BestTrial, publish
 from optuna_sweeper.settings import Resolved, resolve, worker_name
-from optuna_sweeper.space import SearchSpace, describe, first_value, override_key, override_text, parse_search_space
+from optuna_sweeper.space import SearchSpace, first_value, override_text, parse_search_space
 from optuna_sweeper.storage import load_study, redact
 from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
 from optuna_sweeper.summary import StageTwo, describe_stage_two, stage_two_summary, summarise
@@ -207,29 +208,9 @@ class SweepCommand:
         return Progress(study, n_trials, objectives, **kw).start()
 
     def quiet_jobs(self) -> list[str]:
-        """With the progress view on, Hydra's launch lines (hundreds of characters of overrides per trial) and the
-        jobs' INFO logs leave the console: the launcher's console handler (used by this process) and each job's
-        (by override) log WARNING and above; the jobs' log files and launches.log keep everything."""
         if not self.settings.progress:
             return []
-        import optuna  # its "Trial N finished" lines repeat the progress view's
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        hydra_cfg = self.config.hydra
-        for logging_cfg in (hydra_cfg.hydra_logging, self.launcher_config().hydra.hydra_logging):
-            console = OmegaConf.select(logging_cfg, "handlers.console")
-            if console is not None:
-                with open_dict(console), read_write(console):
-                    console.level = "WARNING"
-        for handler in logging.getLogger().handlers:  # as configured already, before the first launch
-            if type(handler) is logging.StreamHandler:  # the console, not a FileHandler (a subclass)
-                handler.addFilter(start_up_lines_only)
-        if OmegaConf.select(hydra_cfg.job_logging, "handlers.console") is None:
-            return []  # an app's own job logging without a console handler: nothing to quieten
-        return ["++hydra.job_logging.handlers.console.level=WARNING"]
-
-    def launcher_config(self) -> DictConfig:
-        return getattr(self.launcher, "config", None) or self.config
+        return quiet_jobs(self.config, getattr(self.launcher, "config", None) or self.config)
 
     def base_config(self) -> DictConfig:
         """What every trial starts from: the app's config with the search's fixed overrides (e.g. the default
@@ -243,27 +224,13 @@ class SweepCommand:
     def start_mlflow(self, pruner: dict | None, study: optuna.Study):
         if not self.mlflow_on():
             return None
-        from optuna_sweeper.mlflow_runs import SweepRuns
+        from optuna_sweeper.mlflow_runs import SweepRuns, sweep_params
 
         run, settings = self.run, self.settings
-        params = {
-            "study": run.study_name,
-            "storage": redact(run.storage_url),
-            "sampler": settings.sampler._target_,
-            "pruner": (pruner or {}).get("_target_", "none"),
-            "n_trials": settings.n_trials,
-            "n_workers": run.n_workers,
-            "directions": ",".join(run.directions),
-            "objectives": ",".join(run.objectives),
-            "custom_search_space": settings.custom_search_space or "none",
-            "finalists": (
-                f"{who(self.final_settings)}, seeds {self.final_settings.seeds}"
-                if self.final_settings.top_k
-                else "none"
-            ),
-        }
-        params.update({f"space.{k}": describe(d) for k, d in self.space.distributions.items()})
-        params.update({f"fixed.{override_key(k)}": v for k, v in self.space.fixed.items()})
+        finalists_text = (
+            f"{who(self.final_settings)}, seeds {self.final_settings.seeds}" if self.final_settings.top_k else "none"
+        )
+        params = sweep_params(run, settings, self.space, pruner, finalists_text)
         # A worker's trial runs nest under the sweep run of the command that started it.
         runs = SweepRuns(self.config.tracking, run.study_name, params, settings.parent_run_id, run.sweep_id)
         if not run.is_worker:
@@ -346,12 +313,6 @@ class SweepCommand:
                 f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
                 "are kept in the study; fix the cause and re-run to continue."
             )
-
-
-def start_up_lines_only(record: logging.LogRecord) -> bool:
-    """The console before the first launch: the sweep's own start-up lines (the study, the workers' log files) and
-    warnings; after it, Hydra's logging config (its console at WARNING) takes over."""
-    return record.levelno >= logging.WARNING or record.name in (__name__, "optuna_sweeper.workers")
 
 
 def finalist_label(trial) -> str:
