@@ -25,7 +25,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep import report
-from mnist_sweep.data import DATASETS, Data
+from mnist_sweep.data import SOURCES, Data
 from mnist_sweep.engine import EpochMetrics, FitResult
 from mnist_sweep.errors import UserError
 
@@ -187,7 +187,7 @@ def log_dataset(data: Data) -> None:
     """The data as an MLflow dataset input: the Dataset column of the runs table names it, with a digest of its
     content. Its source is the dataset's public address (torchvision's first mirror), not the folder it was read
     from: runs on a tracking server are read from other hosts, where that folder does not exist."""
-    source = HTTPDatasetSource(DATASETS[data.name].mirrors[0])
+    source = HTTPDatasetSource(SOURCES[data.name].mirrors[0])
     dataset = MetaDataset(source=source, name=data.name, digest=data.digest[:8])
     sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
     mlflow.log_input(dataset, context="training", tags={f"{k}_images": str(v) for k, v in sizes.items()})

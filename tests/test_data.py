@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_sweep.data import SPLIT_FILES, Split, load_split, locate, parse_idx, split_train_val
+from mnist_sweep.data import SOURCES, SPLIT_FILES, Split, load_split, locate, parse_idx, split_train_val
 from mnist_sweep.errors import DataError
 
 
@@ -177,3 +177,14 @@ def test_a_process_reads_the_files_once_and_every_run_gets_the_same_data(mnist_r
     assert read_verified.cache_info().misses == 2 and read_verified.cache_info().hits == 2  # train and test, once
     for split, images in zip((second.train, second.val, second.test), expected, strict=True):
         assert torch.equal(split.images, images)
+
+
+@pytest.mark.parametrize(("name", "cls"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_the_pinned_sources_are_torchvisions(name, cls):
+    import torchvision.datasets
+
+    source, dataset = SOURCES[name], getattr(torchvision.datasets, cls)
+    assert source.folder == dataset.__name__
+    assert source.md5 == dict(dataset.resources)
+    assert list(source.classes) == dataset.classes
+    assert list(source.mirrors) == dataset.mirrors

@@ -47,7 +47,11 @@ def test_the_app_uses_the_sweeper_only_inside_a_sweep_trial():
 @pytest.mark.parametrize(
     ("code", "absent"),
     [
-        ("import mnist_sweep.train, mnist_sweep.trial, mnist_sweep.tracking", ("optuna", "optuna_sweeper")),
+        # torchvision only to download the data (mnist_sweep.data.SOURCES), matplotlib only to draw a figure
+        (
+            "import mnist_sweep.train, mnist_sweep.trial, mnist_sweep.tracking",
+            ("optuna", "optuna_sweeper", "torchvision", "matplotlib"),
+        ),
         ("import hydra_plugins.optuna_sweeper.optuna_sweeper", ("optuna", "optuna_sweeper", "mnist_sweep")),
         ("import mnist_sweep.__main__", ("optuna", "torch", "mlflow", "matplotlib")),
         ("import optuna_sweeper.sweep", ("mlflow", "matplotlib", "torch", "mnist_sweep")),  # MLflow only when on
