@@ -47,6 +47,12 @@ class TrainerConfig:
     cpu_kernels: bool = True
     compile: bool = False  # torch.compile: on this 2-core CPU gap8k compiled for ~240 s, then ran 3x slower (README)
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
+    # Knowledge distillation (mnist_sweep.distill): the model an earlier run logged, on the same dataset and split,
+    # as runs:/<run_id>/model, models:/<name>/<version> or its folder; its softened predictions on each training
+    # batch join the labels in the loss, with this weight and temperature.
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
     # auto: bf16 on CUDA, off on CPU (bf16 pays off only on CPUs with native bf16 such as AVX512-BF16, and even
     # there it is opt-in so that default results stay fp32)
     amp: str = "auto"  # or bf16, fp16, off
@@ -138,6 +144,8 @@ def validate(cfg: DictConfig) -> None:
         ),
         (t.ema_decay is None or 0 < t.ema_decay < 1, f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}"),
         (t.amp in AMP_CHOICES, f"trainer.amp must be one of {list(AMP_CHOICES)}, got {t.amp!r}"),
+        (0 < t.distill_weight <= 1, f"trainer.distill_weight must be in (0, 1], got {t.distill_weight}"),
+        (t.distill_temperature > 0, f"trainer.distill_temperature must be > 0, got {t.distill_temperature}"),
         (0 <= cfg.model.get("dropout", 0) < 1, f"model.dropout must be in [0, 1), got {cfg.model.get('dropout')}"),
         (
             cfg.budget.max_params is None or cfg.budget.max_params >= 1,

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
+from mnist_sweep.distill import distillation_loss
 from mnist_sweep.errors import DivergedError
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -115,7 +116,15 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
 
 
 def train_one_epoch(
-    model, data: Data, optimizer, schedule: LRSchedule, augment, trainer: TrainerConfig, desc: str, ema=None
+    model,
+    data: Data,
+    optimizer,
+    schedule: LRSchedule,
+    augment,
+    trainer: TrainerConfig,
+    desc: str,
+    ema=None,
+    teacher: nn.Module | None = None,
 ):
     model.train()
     device = data.train.labels.device
@@ -125,8 +134,21 @@ def train_one_epoch(
     bar = tqdm(total=-(-n // trainer.batch_size), desc=desc, leave=False, disable=None if trainer.progress else True)
     for images, labels in shuffled_batches(data.train, trainer.batch_size, n):
         with autocast(device, trainer.amp):
-            logits = model(normalise(images, data.mean, data.std, augment))
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
+            x = normalise(images, data.mean, data.std, augment)
+            logits = model(x)
+            if teacher is None:
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
+            else:  # the teacher sees the same augmented batch
+                with torch.no_grad():
+                    teacher_logits = teacher(x).float()
+                loss = distillation_loss(
+                    logits.float(),
+                    teacher_logits,
+                    labels,
+                    trainer.distill_weight,
+                    trainer.distill_temperature,
+                    trainer.label_smoothing,
+                )
         if trainer.l1_weight:
             loss = loss + trainer.l1_weight * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)
@@ -176,10 +198,12 @@ def fit(
     augment: nn.Module | None,
     trainer: TrainerConfig,
     on_epoch_end: Callable[[EpochMetrics], None] = lambda m: None,
+    teacher: nn.Module | None = None,
 ) -> FitResult:
     """Train for trainer.epochs, keeping the weights of the epoch with the best validation accuracy (the moving average
     of the weights instead, when trainer.ema_decay is set).
 
+    teacher: a model whose predictions the loss also learns from (trainer.teacher; mnist_sweep.distill).
     on_epoch_end sees every epoch's metrics (MLflow logging, Optuna pruning); an exception it raises, such as
     optuna.TrialPruned, ends training and propagates. A NaN or infinite loss or accuracy raises DivergedError.
     """
@@ -190,7 +214,15 @@ def fit(
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(
-            model, data, optimizer, schedule, augment, trainer, desc=f"epoch {epoch}/{trainer.epochs}", ema=ema
+            model,
+            data,
+            optimizer,
+            schedule,
+            augment,
+            trainer,
+            desc=f"epoch {epoch}/{trainer.epochs}",
+            ema=ema,
+            teacher=teacher,
         )
         result.train_seconds += time.perf_counter() - start
         result.train_images += epoch_images(len(data.train), trainer)

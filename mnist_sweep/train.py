@@ -21,6 +21,7 @@ from torchinfo import summary
 from mnist_sweep import report, tracking
 from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
+from mnist_sweep.distill import load_teacher
 from mnist_sweep.engine import LRSchedule, epoch_images, fit, predict
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import count_parameters, with_torch_kernels
@@ -169,6 +170,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     device = resolve_device(cfg.trainer.device)
     tracking.check_server(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    teacher = load_teacher(settings.teacher, cfg, device) if settings.teacher else None
     watch.lap("setup")
     data = load_data(cfg.dataset, device)
     watch.lap("data")
@@ -185,7 +187,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         tracking.log_config(cfg, n_params, model_summary)
         tracking.log_dataset(data)
         watch.lap("mlflow_start")
-        result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end))
+        result = fit(model, data, optimizer, schedule, augment, settings, epoch_logger(on_epoch_end), teacher)
         watch.lap("training")
         watch.phases["training"] -= result.val_seconds
         watch.phases["validation"] = result.val_seconds

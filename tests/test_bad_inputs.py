@@ -33,6 +33,8 @@ CASES = {
     "threads": (["trainer.num_threads=0"], "trainer.num_threads must be >= 1"),
     "device name": (["trainer.device=tpu"], "trainer.device must be auto, cpu"),
     "ema": (["trainer.ema_decay=1.5"], "trainer.ema_decay must be in (0, 1)"),
+    "distill weight": (["trainer.distill_weight=0"], "trainer.distill_weight must be in (0, 1]"),
+    "teacher": (["trainer.teacher=runs:/0123456789abcdef/model"], "is not a model this MLflow store can load"),
     "amp": (["trainer.amp=fp8"], "trainer.amp must be one of"),
     "dropout": (["model.dropout=1.0"], "model.dropout must be in [0, 1)"),
     "budget zero": (["budget.max_params=0"], "budget.max_params must be a positive number"),
