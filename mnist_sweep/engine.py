@@ -115,6 +115,18 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
 
 
+def batch_loss(logits, x, labels, trainer: TrainerConfig, teacher: nn.Module | None) -> torch.Tensor:
+    """Cross-entropy with the labels; with a teacher, mixed with its softened predictions on the same batch x."""
+    if teacher is None:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
+    with torch.no_grad():
+        teacher_logits = teacher(x).float()
+    t = trainer
+    return distillation_loss(
+        logits.float(), teacher_logits, labels, t.distill_weight, t.distill_temperature, t.label_smoothing
+    )
+
+
 def train_one_epoch(
     model,
     data: Data,
@@ -136,19 +148,7 @@ def train_one_epoch(
         with autocast(device, trainer.amp):
             x = normalise(images, data.mean, data.std, augment)
             logits = model(x)
-            if teacher is None:
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=trainer.label_smoothing)
-            else:  # the teacher sees the same augmented batch
-                with torch.no_grad():
-                    teacher_logits = teacher(x).float()
-                loss = distillation_loss(
-                    logits.float(),
-                    teacher_logits,
-                    labels,
-                    trainer.distill_weight,
-                    trainer.distill_temperature,
-                    trainer.label_smoothing,
-                )
+            loss = batch_loss(logits, x, labels, trainer, teacher)
         if trainer.l1_weight:
             loss = loss + trainer.l1_weight * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)
