@@ -207,7 +207,7 @@ def profile_run(overrides: list[str]) -> None:
         print(f"  {package:<30}{seconds:>6.2f} s")
 
 
-def import_seconds(importtime: str, top: tuple[str, ...] = ("torch", "torchvision", "mlflow", "mnist_sweep.train")):
+def import_seconds(importtime: str, top: tuple[str, ...] = ("torch", "mlflow", "mnist_sweep.train")):
     cumulative = {}
     for line in importtime.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
