@@ -208,6 +208,7 @@ class SweepCommand:
         return Progress(study, n_trials, objectives, **kw).start()
 
     def quiet_jobs(self) -> list[str]:
+        """The jobs' extra overrides that keep their console to the progress view (console.py); none without it."""
         if not self.settings.progress:
             return []
         return quiet_jobs(self.config, getattr(self.launcher, "config", None) or self.config)
