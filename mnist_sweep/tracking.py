@@ -25,9 +25,10 @@ from mlflow.data.meta_dataset import MetaDataset
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep import report
-from mnist_sweep.data import SOURCES, Data
+from mnist_sweep.data import Data
 from mnist_sweep.engine import EpochMetrics, FitResult
 from mnist_sweep.errors import UserError
+from mnist_sweep.sources import SOURCES
 
 log = logging.getLogger(__name__)
 # MLflow 3's kind for a model-training experiment. (Its 3.17 UI still opens on the GenAI pages until the user

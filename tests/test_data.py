@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_sweep.data import SOURCES, SPLIT_FILES, Split, load_split, locate, parse_idx, split_train_val
+from mnist_sweep.data import Split, load_split, locate, parse_idx, split_train_val
 from mnist_sweep.errors import DataError
+from mnist_sweep.sources import SOURCES, SPLIT_FILES
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:

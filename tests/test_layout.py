@@ -47,7 +47,7 @@ def test_the_app_uses_the_sweeper_only_inside_a_sweep_trial():
 @pytest.mark.parametrize(
     ("code", "absent"),
     [
-        # torchvision only to download the data (mnist_sweep.data.SOURCES), matplotlib only to draw a figure
+        # torchvision only to download the data (mnist_sweep.sources), matplotlib only to draw a figure
         (
             "import mnist_sweep.train, mnist_sweep.trial, mnist_sweep.tracking",
             ("optuna", "optuna_sweeper", "torchvision", "matplotlib"),
