@@ -170,19 +170,41 @@ class SweepRuns:
             if run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, "KILLED")
 
-    def end_orphaned_trial_runs(self, outcome_of_trial: Callable[[int], Outcome | None]) -> None:
+    def settle_trial_runs(self, outcomes: dict[int, Outcome]) -> None:
         """A process killed between finishing a trial in the study and marking its run (a recovery that requeued a
-        dead worker's trial, a tell) leaves the run RUNNING while no process will ever mark it; the study is the
-        truth, so each such run takes its trial's final state. Runs of trials still running are left alone."""
-        query = f"tags.optuna_study = '{self.study_name}' and attributes.status = 'RUNNING'"
-        for run in self.client.search_runs([self.experiment_id], query, max_results=1000):
-            number = run.data.tags.get("optuna_trial")
-            if number is None or not number.isdigit():
+        dead worker's trial, a tell) leaves the run RUNNING or without the trial's state, or no run at all where the
+        trial never reached a job, while no process will ever mark it. The study is the truth: each finished trial's
+        run takes its final state, and one that has none gets its own. Trials still running or queued are left
+        alone."""
+        runs_of: dict[int, list] = {}
+        for run in self.search_all(f"tags.optuna_study = '{self.study_name}'"):
+            number = run.data.tags.get("optuna_trial", "")
+            if number.isdigit():
+                runs_of.setdefault(int(number), []).append(run)
+        for number, outcome in sorted(outcomes.items()):
+            if outcome in (Outcome.RUNNING, Outcome.WAITING):
                 continue
-            outcome = outcome_of_trial(int(number))
-            if outcome is not None and outcome not in (Outcome.RUNNING, Outcome.WAITING):
-                log.warning("The MLflow run of trial %s, already %s in the study, is ended.", number, outcome.value)
-                self.mark_trial(int(number), outcome)
+            runs = runs_of.get(number, [])
+            if not runs:
+                log.warning("Trial %d, already %s in the study, had no MLflow run: one is made.", number, outcome.value)
+                self.mark_trial(number, outcome)
+            elif any(
+                run.info.status == "RUNNING" or run.data.tags.get("optuna_state") != outcome.value for run in runs
+            ):
+                log.warning(
+                    "The MLflow run of trial %d takes the trial's state, %s, from the study.", number, outcome.value
+                )
+                self.mark_trial(number, outcome)
+
+    def search_all(self, query: str) -> list:
+        """Every run of the experiment that matches, page by page (a study may hold thousands)."""
+        found, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            found += page
+            token = page.token
+            if not token:
+                return found
 
     def end_dead_sweeps(self, is_dead: Callable[[str], bool]) -> None:
         """The sweep runs of earlier commands of this study that were killed hard (kill -9) end KILLED."""

@@ -197,7 +197,7 @@ class SweepCommand:
         self.progress = self.watch(study, jobs, run_two.objectives, label=finalist_label, prefix="stage 2 ")
         if loop.runs and not run.is_worker:
             outcomes = {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
-            loop.runs.end_orphaned_trial_runs(outcomes.get)
+            loop.runs.settle_trial_runs(outcomes)
         loop.run_until_done()
         stage_one.returns += loop.returns
 
@@ -237,7 +237,7 @@ class SweepCommand:
         if not run.is_worker:
             runs.end_dead_sweeps(is_dead=lambda command: not worker_alive(command))
             outcomes = {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
-            runs.end_orphaned_trial_runs(outcomes.get)
+            runs.settle_trial_runs(outcomes)
         return runs
 
     def mlflow_on(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 
 import optuna
 import pytest
@@ -330,13 +331,26 @@ def test_every_trial_ends_with_exactly_one_mlflow_run_in_a_final_state(tmp_path)
 
     # A process killed after the study finished trial 4 (a recovery's requeue) but before it marked trial 4's run:
     # the next command ends the run from the study's state; a trial the study still runs keeps its run RUNNING.
+    # Trial 11 was requeued before it reached a job and the process died before making its run: it gets one.
+    # Trial 10's job finished its run, and its process was killed after telling the study but before marking the run.
     live = client.create_run(runs.experiment_id, tags={**runs.trial_tags(9, Outcome.RUNNING)})
-    states = {4: Outcome.INTERRUPTED, 9: Outcome.RUNNING}
-    runs.end_orphaned_trial_runs(states.get)
+    job_tags = {"mlflow.parentRunId": runs.parent_id, "optuna_study": "s", "optuna_trial": "10"}
+    finished = client.create_run(runs.experiment_id, tags=job_tags)
+    client.set_terminated(finished.info.run_id, "FINISHED")
+    states = {3: Outcome.INTERRUPTED, 4: Outcome.INTERRUPTED, 7: Outcome.FAIL, 9: Outcome.RUNNING}
+    runs.settle_trial_runs({**states, 10: Outcome.PRUNED, 11: Outcome.INTERRUPTED, 12: Outcome.WAITING})
+    assert client.get_run(finished.info.run_id).data.tags["optuna_state"] == "PRUNED"
+    assert client.get_run(finished.info.run_id).info.status == "FINISHED"
     assert client.get_run(other.info.run_id).info.status == "KILLED"
     assert client.get_run(other.info.run_id).data.tags["optuna_state"] == "INTERRUPTED"
     assert client.get_run(live.info.run_id).info.status == "RUNNING"
     assert client.get_run(runs.parent_id).info.status == "RUNNING"  # the sweep's own run has no trial tag
+    (made,) = client.search_runs([runs.experiment_id], "tags.optuna_trial = '11'")
+    assert made.info.status == "KILLED" and made.data.tags["optuna_state"] == "INTERRUPTED"
+    assert not client.search_runs([runs.experiment_id], "tags.optuna_trial = '12'")  # queued: nothing to settle
+    trial_runs = [r for r in runs.search_all("tags.optuna_study = 's'") if "optuna_trial" in r.data.tags]
+    per_trial = Counter(r.data.tags["optuna_trial"] for r in trial_runs)
+    assert set(per_trial.values()) == {1}  # still exactly one run per trial
 
 
 # ------------------------------------------------------------------ stage 2 and pruning, in parts
