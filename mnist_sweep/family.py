@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from mnist_sweep.models import ConvBlock, Dropout, GAPHead, Net
+from mnist_sweep.models import IMAGE_SIZE, ConvBlock, Dropout, GAPHead, Net
 
 AFTER = ("pool", "squeeze", "squeeze_pool", "stride2", "none")
 LAST_AFTER = ("pool", "squeeze", "squeeze_pool", "none")  # nothing follows the last stage to take a stride
@@ -33,7 +33,6 @@ HEADS = ("gap", "gap_direct", "linear")
 ORDERS = ("relu_bn", "bn_relu")
 DROPOUT_AT = ("conv", "pool")
 MAX_STAGES = 5
-IMAGE_SIZE = 28
 MIN_VALID_OUTPUT = 6  # an unpadded conv whose output would be smaller pads instead (gap8k's last conv)
 MIN_POOL_SIZE = 4
 
@@ -48,6 +47,7 @@ def build_family(
     squeeze_act: bool = False,
     separable: bool = False,
     head: str = "gap",
+    crop: int | None = None,
     num_classes: int = 10,
 ) -> Net:
     """stages: [{widths: [8, 8], after: squeeze_pool, squeeze: 8}, ...].
@@ -55,12 +55,13 @@ def build_family(
     padding 0 (valid) or 1 (same) for the 3x3 convs; order of ReLU and BatchNorm; bias on the convs and the Linear;
     dropout after every conv (dropout_at=conv, and before the Linear head) or after every pool (dropout_at=pool);
     squeeze_act: the 1x1 squeeze is a full conv block (activation, BN) rather than a bare linear mix; separable:
-    every 3x3 conv but the first is depthwise then pointwise.
+    every 3x3 conv but the first is depthwise then pointwise; crop: the net looks only at the central crop x crop
+    pixels (models.Net), and its convs pad where they would shrink that below 6x6, as they do on the whole image.
     """
     check_knobs(stages, padding, order, dropout_at, head, num_classes)
     conv_kw = {"bias": bias, "order": order, "dropout": dropout if dropout_at == "conv" else 0.0}
     layers: list[nn.Module] = []
-    in_ch, size, stride = 1, IMAGE_SIZE, 1
+    in_ch, size, stride = 1, crop or IMAGE_SIZE, 1
     for index, stage in enumerate(stages):
         for width in stage["widths"]:
             pad = 1 if stride == 2 or padding == 1 or size - 2 < MIN_VALID_OUTPUT else 0
@@ -82,7 +83,7 @@ def build_family(
         if after == "stride2" and index < len(stages) - 1:
             stride = 2
     layers += head_layers(head, in_ch, size, num_classes, bias, dropout if dropout_at == "conv" else 0.0)
-    return Net(layers)
+    return Net(layers, crop=crop)
 
 
 def check_knobs(stages, padding, order, dropout_at, head, num_classes) -> None:

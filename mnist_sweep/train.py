@@ -24,7 +24,7 @@ from mnist_sweep.data import load_data
 from mnist_sweep.distill import load_teacher
 from mnist_sweep.engine import LRSchedule, epoch_images, fit, predict
 from mnist_sweep.errors import BudgetError, UserError
-from mnist_sweep.models import count_parameters, with_torch_kernels
+from mnist_sweep.models import IMAGE_SIZE, count_parameters, with_torch_kernels
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,28 @@ def build(target_cfg: DictConfig, what: str, *args, **kwargs):
 
 
 def build_model(model_cfg: DictConfig) -> torch.nn.Module:
-    return build(model_cfg.net, f"model {model_cfg.name!r}")
+    model = build(model_cfg.net, f"model {model_cfg.name!r}")
+    check_forward(model_cfg.name, model)
+    return model
+
+
+def check_forward(name: str, model: torch.nn.Module) -> None:
+    """A model whose layers do not fit a 28x28 image (a crop or a stack of valid convs that leaves nothing to
+    convolve) is refused here, before any data is read or any run recorded, rather than at its first batch. One
+    blank image in eval mode, without gradients, on a forked RNG: nothing of the run changes."""
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()
+            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    except RuntimeError as exc:
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"Model {name!r} cannot take a {IMAGE_SIZE}x{IMAGE_SIZE} image: {cause}. Its convolutions and pools (and "
+            "its crop, if any) need more pixels than that; choose fewer or padded layers or a larger crop."
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 class Stopwatch:

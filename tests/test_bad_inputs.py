@@ -58,6 +58,8 @@ CASES = {
     # models and the budget
     "over budget": (["budget.max_params=5000"], "over budget.max_params=5,000"),
     "family stages": (["model=family", "model.stages=[]"], "family stages must list 1 to"),
+    "crop too large": (["model.net.crop=30"], "crop must be 1 to 28 pixels"),
+    "crop too small": (["model.net.crop=10"], "cannot take a 28x28 image"),
     "family after": (["model=family", "model.stages=[{widths:[8],after:zigzag}]"], "after must be one of"),
     "family width": (["model=family", "model.stages=[{widths:[0]}]"], "needs widths, a list of positive"),
     "family head": (["model=family", "model.head=none"], "family head must be one of"),

@@ -186,3 +186,22 @@ def test_stride2_and_separable_convs_shrink_the_map_and_the_weights():
     assert any(getattr(m, "stride", None) == (2, 2) for m in strided.modules())
     assert count_parameters(strided) == count_parameters(plain)
     assert count_parameters(separable) < count_parameters(plain) / 3
+
+
+def test_a_family_net_with_a_crop_keeps_its_maps_at_least_6x6_and_looks_only_at_the_centre():
+    """crop=24: gap8k's stages on the central 24x24 (24 -> 22 -> 20, pool 10 -> 8 -> 6, then padded convs at 6x6):
+    the same weights as on the whole image, fewer multiply-adds, and nothing outside the crop reaches the logits."""
+    from mnist_sweep.train import measure
+
+    whole = build_model(compose_config("model=family", "model.dropout=0").model).eval()
+    cropped = build_model(compose_config("model=family", "model.dropout=0", "model.crop=24").model).eval()
+    assert count_parameters(cropped) == count_parameters(whole) == 7788
+    assert measure(cropped).total_mult_adds < 0.75 * measure(whole).total_mult_adds  # 554,964 against 747,668
+    shapes = []
+    cropped[-2].register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape[-2:])))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        logits = cropped(x)
+        x[..., :, :2] = 9.0
+        assert torch.equal(cropped(x), logits)
+    assert shapes[0] == (6, 6)  # the last conv block's map

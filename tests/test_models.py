@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from mnist_sweep.errors import UserError
 from mnist_sweep.models import ConvBlock, Dropout, GAPHead, Residual, count_parameters
 from mnist_sweep.train import build_model, measure
 
@@ -134,3 +135,20 @@ def test_torch_kernels_swap_in_the_same_state():
     original.load_state_dict(state)
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(swapped.eval()(x), original.eval()(x), atol=1e-6)
+
+
+def test_a_cropping_model_sees_only_the_centre_and_keeps_its_checkpoint_keys():
+    plain = build_model(compose_config("model=gap8k", "model.dropout=0").model).eval()
+    cropped = build_model(compose_config("model=gap8k", "model.dropout=0", "model.net.crop=24").model).eval()
+    cropped.load_state_dict(plain.state_dict())  # no parameters and no buffers of its own
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(cropped(x), plain(x[..., 2:26, 2:26]), atol=1e-6)
+        outside = x.clone()
+        outside[..., :2, :] = 5.0  # what lies outside the crop does not matter
+        assert torch.equal(cropped(outside), cropped(x))
+    assert measure(cropped).total_mult_adds < 0.65 * measure(plain).total_mult_adds
+    with pytest.raises(UserError, match="crop must be 1 to 28 pixels"):
+        build_model(compose_config("model=gap8k", "model.net.crop=29").model)
+    with pytest.raises(UserError, match="cannot take a 28x28 image"):  # gap8k's convs need more than 12x12
+        build_model(compose_config("model=gap8k", "model.net.crop=12").model)
