@@ -62,15 +62,25 @@ def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, classes: list[st
 
 
 def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 40) -> Figure:
+    """The first `limit` misclassified test images, ten to a row, each titled true→predicted. One mosaic image on one
+    pair of axes: forty axes of their own took 0.5 s to lay out and save, every run."""
     wrong = (preds != labels).nonzero().flatten()[:limit].cpu()
-    cols = 10
+    cols, gap = 10, 8  # gap: pixels between tiles, room for each tile's title
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = pyplot().subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong.tolist(), strict=False):  # more axes than images
-        ax.imshow(images[i, 0].cpu(), cmap="gray")
-        ax.set_title(f"{labels[i].item()}→{preds[i].item()}", fontsize=8, color="red")
+    size = images.shape[-1]
+    step = size + gap
+    mosaic = torch.full((rows * step, cols * step), 110.0)  # grey between the tiles, which are black around the digit
+    for n, i in enumerate(wrong.tolist()):
+        row, col = divmod(n, cols)
+        top, left = row * step + gap, col * step + gap // 2
+        mosaic[top : top + size, left : left + size] = images[i, 0].cpu().float()
+    fig, ax = pyplot().subplots(figsize=(cols * 1.2, rows * 1.4))
+    ax.imshow(mosaic, cmap="gray", interpolation="nearest", vmin=0, vmax=255)
+    ax.axis("off")
+    for n, i in enumerate(wrong.tolist()):
+        row, col = divmod(n, cols)
+        x, y = col * step + step / 2 - 0.5, row * step + gap - 1.5
+        ax.text(x, y, f"{labels[i].item()}→{preds[i].item()}", ha="center", va="bottom", fontsize=9, color="red")
     fig.suptitle(f"misclassified test images (true→predicted), first {len(wrong)} of {(preds != labels).sum().item()}")
     fig.tight_layout()
     return fig
