@@ -76,28 +76,7 @@ def build(target_cfg: DictConfig, what: str, *args, **kwargs):
 
 
 def build_model(model_cfg: DictConfig) -> torch.nn.Module:
-    model = build(model_cfg.net, f"model {model_cfg.name!r}")
-    check_forward(model_cfg.name, model)
-    return model
-
-
-def check_forward(name: str, model: torch.nn.Module) -> None:
-    """A model whose layers do not fit a 28x28 image (a crop or a stack of valid convs that leaves nothing to
-    convolve) is refused here, before any data is read or any run recorded, rather than at its first batch. One
-    blank image in eval mode, without gradients, on a forked RNG: nothing of the run changes."""
-    was_training = model.training
-    try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            model.eval()
-            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
-    except RuntimeError as exc:
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"Model {name!r} cannot take a {IMAGE_SIZE}x{IMAGE_SIZE} image: {cause}. Its convolutions and pools (and "
-            "its crop, if any) need more pixels than that; choose fewer or padded layers or a larger crop."
-        ) from None
-    finally:
-        model.train(was_training)
+    return build(model_cfg.net, f"model {model_cfg.name!r}")
 
 
 class Stopwatch:
@@ -122,17 +101,26 @@ def check_budget(name: str, n_params: int, max_params: int | None) -> None:
         )
 
 
-def measure(model: torch.nn.Module, device: torch.device | str = "cpu"):
+def measure(model: torch.nn.Module, name: str):
     """torchinfo's summary of one 28x28 image (parameters, multiply-adds, the layer table), with no effect on the
     run: its forward pass runs in eval mode (no BatchNorm statistics updated) on a forked RNG (its random input
     takes nothing from the run's random stream). Without both, a run that measured its MACs once more (under
-    budget.max_macs, say) trained differently from the same recipe without that check."""
-    with torch.random.fork_rng(devices=[]):
-        return summary(model, input_size=(1, 1, 28, 28), verbose=0, device=device, mode="eval")
+    budget.max_macs, say) trained differently from the same recipe without that check.
+
+    It is also the first forward pass a model makes: one whose layers do not fit the image (a crop, or valid convs
+    that leave nothing to convolve) is refused here, before any data is read or any run recorded."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return summary(model, input_size=(1, 1, IMAGE_SIZE, IMAGE_SIZE), verbose=0, mode="eval")
+    except RuntimeError as exc:  # torchinfo's own, with the layer's complaint as its cause
+        cause = str(exc.__cause__ or exc).strip().splitlines()[0]
+        raise UserError(
+            f"Model {name!r} cannot take a {IMAGE_SIZE}x{IMAGE_SIZE} image: {cause}. Its convolutions and pools (and "
+            "its crop, if any) need more pixels than that; choose fewer or padded layers or a larger crop."
+        ) from None
 
 
-def check_macs(name: str, model: torch.nn.Module, max_macs: int) -> None:
-    macs = measure(model).total_mult_adds
+def check_macs(name: str, macs: int, max_macs: int) -> None:
     if macs > max_macs:
         raise BudgetError(
             f"Model {name!r} needs {macs:,} multiply-adds per image, over budget.max_macs={max_macs:,}; it was not "
@@ -186,8 +174,9 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     model = build_model(cfg.model)
     n_params = count_parameters(model)
     check_budget(cfg.model.name, n_params, cfg.budget.max_params)  # before any data is touched
+    stats = measure(model, cfg.model.name)  # on the CPU, before the model is prepared (moved, compiled) to train
     if cfg.budget.max_macs is not None:
-        check_macs(cfg.model.name, model, cfg.budget.max_macs)
+        check_macs(cfg.model.name, stats.total_mult_adds, cfg.budget.max_macs)
     device = resolve_device(cfg.trainer.device)
     tracking.check_server(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
@@ -203,7 +192,6 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     watch.lap("setup")
 
     with tracking.mlflow_run(cfg) as run:
-        stats = measure(model, device)
         model_summary = str(stats)
         tracking.log_config(cfg, n_params, model_summary)
         tracking.log_dataset(data)

@@ -43,7 +43,7 @@ def model_size(cfg: DictConfig) -> tuple[int, int | None, dict[str, tuple[int, i
     image, budget.max_macs)}), with no data loaded. MACs set a trial's training time: budgeting them keeps a
     sweep's trials within a known cost."""
     model = build_model(cfg.model)
-    macs = measure(model).total_mult_adds
+    macs = measure(model, cfg.model.name).total_mult_adds
     return count_parameters(model), cfg.budget.max_params, {"macs": (int(macs), cfg.budget.get("max_macs"))}
 
 

@@ -111,7 +111,7 @@ def test_measuring_a_model_leaves_the_run_untouched():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    assert measure(model).total_mult_adds > 0
+    assert measure(model, "a conv").total_mult_adds > 0
     assert torch.equal(torch.rand(3), expected)  # the random stream is where it was
     assert model.training and torch.equal(model[1].running_mean, torch.zeros(4))  # mode and BN statistics kept
 
@@ -147,8 +147,8 @@ def test_a_cropping_model_sees_only_the_centre_and_keeps_its_checkpoint_keys():
         outside = x.clone()
         outside[..., :2, :] = 5.0  # what lies outside the crop does not matter
         assert torch.equal(cropped(outside), cropped(x))
-    assert measure(cropped).total_mult_adds < 0.65 * measure(plain).total_mult_adds
+    assert measure(cropped, "cropped").total_mult_adds < 0.65 * measure(plain, "plain").total_mult_adds
     with pytest.raises(UserError, match="crop must be 1 to 28 pixels"):
         build_model(compose_config("model=gap8k", "model.net.crop=29").model)
     with pytest.raises(UserError, match="cannot take a 28x28 image"):  # gap8k's convs need more than 12x12
-        build_model(compose_config("model=gap8k", "model.net.crop=12").model)
+        measure(build_model(compose_config("model=gap8k", "model.net.crop=12").model), "gap8k")
