@@ -70,17 +70,15 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.
     size = images.shape[-1]
     step = size + gap
     mosaic = torch.full((rows * step, cols * step), 110.0)  # grey between the tiles, which are black around the digit
+    fig, ax = pyplot().subplots(figsize=(cols * 1.2, rows * 1.4))
     for n, i in enumerate(wrong.tolist()):
         row, col = divmod(n, cols)
         top, left = row * step + gap, col * step + gap // 2
         mosaic[top : top + size, left : left + size] = images[i, 0].cpu().float()
-    fig, ax = pyplot().subplots(figsize=(cols * 1.2, rows * 1.4))
+        title = f"{labels[i].item()}→{preds[i].item()}"
+        ax.text(left + size / 2 - 0.5, top - 1.5, title, ha="center", va="bottom", fontsize=9, color="red")
     ax.imshow(mosaic, cmap="gray", interpolation="nearest", vmin=0, vmax=255)
     ax.axis("off")
-    for n, i in enumerate(wrong.tolist()):
-        row, col = divmod(n, cols)
-        x, y = col * step + step / 2 - 0.5, row * step + gap - 1.5
-        ax.text(x, y, f"{labels[i].item()}→{preds[i].item()}", ha="center", va="bottom", fontsize=9, color="red")
     fig.suptitle(f"misclassified test images (true→predicted), first {len(wrong)} of {(preds != labels).sum().item()}")
     fig.tight_layout()
     return fig
