@@ -72,6 +72,13 @@ class LRSchedule:
             self.scheduler.step()
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without either, oneDNN emulates bf16 arithmetic, and a bf16 2048x2048 torch.mm on a Zen 3
+    EPYC (AVX2) ran at 0.9 GFLOP/s against 140 in fp32. torch has no public query for this yet (torch.cpu's are
+    private)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """trainer.amp -> the autocast dtype; auto is bf16 on CUDA and off on CPU, where bf16 pays only on CPUs with
     native bf16 (AVX512-BF16, AMX) and is therefore opt-in."""

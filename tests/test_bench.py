@@ -8,6 +8,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+from mnist_sweep.engine import cpu_has_native_bf16
 
 from .helpers import REPO
 
@@ -37,7 +40,10 @@ def test_bench_reports_both_pipelines_and_their_ratio(tmp_path, mnist_root):
     assert all(row["images_per_s"] > 0 for row in figures["rows"].values())
     assert len(figures["ratios"]) == 1 and figures["forward_flops"] > 1e6
     peaks = figures["gemm_peak_gflop_per_s"]
-    assert set(peaks) == {"fp32", "bf16"} and all(p > 0 for p in peaks.values())
+    # bf16's peak only where bf16 is native: an emulated one is no yardstick (and takes minutes to measure)
+    assert set(peaks) == ({"fp32", "bf16"} if cpu_has_native_bf16() else {"fp32"})
+    assert all(p > 0 for p in peaks.values())
+    assert f"({torch.backends.cpu.get_cpu_capability()}, " in done.stdout  # the machine line names the vector ISA
     project = figures["rows"]["project (tensors on device)"]
     assert project["precision"] == "fp32"  # trainer.amp defaults to off on the CPU
     assert project["peak_fraction"] == pytest.approx(project["gflop_per_s"] / peaks["fp32"])

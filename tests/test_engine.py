@@ -107,3 +107,19 @@ def test_epoch_fraction_one_trains_on_a_permutation_of_the_whole_split():
     expected = normalise(data.train.images[order], data.mean, data.std)
     assert torch.equal(torch.cat(seen[:8]), expected)  # 8 training batches of 32, then the evaluation's one
     assert result.train_images == 256
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch, caplog):
+    from mnist_sweep import train as train_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    for amp in ("off", "auto"):  # fp32 on the CPU: nothing to say
+        train_module.warn_if_emulated(amp, cpu)
+    assert not caplog.records
+    train_module.warn_if_emulated("bf16", cpu)
+    assert len(caplog.records) == 1 and "emulates bf16" in caplog.text and "trainer.amp=off" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)  # AVX512-BF16 or AMX: bf16 is a choice
+    train_module.warn_if_emulated("bf16", cpu)
+    assert not caplog.records
