@@ -44,6 +44,7 @@ def sweep_params(run: Resolved, settings: Any, space: SearchSpace, pruner: dict 
         "sampler": settings.sampler._target_,
         "pruner": (pruner or {}).get("_target_", "none"),
         "n_trials": settings.n_trials,
+        "stage_one_minutes": settings.stage_one_minutes if settings.stage_one_minutes is not None else "none",
         "n_workers": run.n_workers,
         "directions": ",".join(run.directions),
         "objectives": ",".join(run.objectives),

@@ -11,8 +11,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class Outcome(str, Enum):
@@ -68,6 +72,11 @@ def outcome_of(trial: FrozenTrial) -> Outcome:
     if trial.state == TrialState.FAIL:
         return Outcome.FAIL
     return Outcome(trial.state.name)
+
+
+def outcomes_by_number(study: optuna.Study) -> dict[int, Outcome]:
+    """Every trial's outcome by its number, as mlflow_runs.settle_trial_runs takes them."""
+    return {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
 
 
 def is_trained(trial: FrozenTrial) -> bool:

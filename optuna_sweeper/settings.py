@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class Resolved:
     notes: list[str] = field(default_factory=list)
     worker_id: int = 0  # hydra.sweeper.worker_id: 0 for the sweep command's own process
     command_index: int = 0  # hydra.sweeper.command_index: this command's number among commands sharing the study
+    stage_one_deadline: float | None = None  # unix time past which no stage-1 trial starts (stage_one_minutes)
 
     @property
     def seed_stream(self) -> int:
@@ -70,6 +72,11 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
     check_range("max_failure_rate", settings.max_failure_rate, 0.0, None)
     check_range("n_trials", settings.n_trials, 0, None)
     check_range("command_index", settings.command_index, 0, None)
+    if settings.stage_one_minutes is not None and settings.stage_one_minutes <= 0:
+        raise SweepError(
+            f"hydra.sweeper.stage_one_minutes must be more than 0, got {settings.stage_one_minutes}: it is how many "
+            "minutes after the command starts stage 1 stops starting trials (null: no limit, n_trials alone)."
+        )
     return Resolved(
         directions=directions,
         objectives=objectives,
@@ -84,7 +91,17 @@ def resolve(settings: DictConfig, app_name: str, launch_dir: str, sweep_dir: str
         notes=compatibility_notes(settings, n_workers),
         worker_id=settings.worker_id,
         command_index=settings.command_index,
+        stage_one_deadline=stage_one_deadline(settings),
     )
+
+
+def stage_one_deadline(settings: DictConfig) -> float | None:
+    """A worker takes its command's deadline; the command sets it from its own start."""
+    if settings.stage_one_deadline is not None:
+        return settings.stage_one_deadline
+    if settings.stage_one_minutes is None:
+        return None
+    return time.time() + 60 * settings.stage_one_minutes
 
 
 def directions_of(direction: Any) -> list[str]:

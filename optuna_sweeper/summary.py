@@ -25,6 +25,7 @@ class SweepSummary:
     best: FrozenTrial | None
     pareto: list[dict[str, object]] = field(default_factory=list)  # several objectives only
     problems: list[str] = field(default_factory=list)  # e.g. workers that exited with an error
+    notes: list[str] = field(default_factory=list)  # e.g. stage 1 stopped by its time limit
     stage_two: StageTwo | None = None
 
     def headline(self) -> str:
@@ -34,7 +35,7 @@ class SweepSummary:
         )
 
     def text(self, table_rows: int = 20) -> str:
-        lines = [self.headline(), format_table(self.rows, limit=table_rows), *self.problems]
+        lines = [self.headline(), *self.notes, format_table(self.rows, limit=table_rows), *self.problems]
         if self.pareto:
             objectives = [k for k in self.pareto[0] if k not in ("trial", "params")]
             front = [f"  trial {e['trial']}: " + ", ".join(f"{k}={e[k]:.5g}" for k in objectives) for e in self.pareto]

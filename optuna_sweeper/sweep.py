@@ -4,9 +4,9 @@ the same code with hydra.sweeper.worker_id > 0 and leaves the summary to the com
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,28 +18,20 @@ from hydra.plugins.launcher import Launcher
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from optuna_sweeper import stage_two
 from optuna_sweeper.budget import ParamBudget
 from optuna_sweeper.console import quiet_jobs
 from optuna_sweeper.credentials import keep_passwords_out
 from optuna_sweeper.errors import SweepError, one_line
-from optuna_sweeper.finalists import (
-    FinalistSettings,
-    finalist_study_name,
-    finalists,
-    open_finalist_study,
-    queue_runs,
-    wait_for_round,
-    wait_until_settled,
-    who,
-)
-from optuna_sweeper.outcomes import Attr, count, outcome_of
+from optuna_sweeper.finalists import FinalistSettings, wait_until_settled, who
+from optuna_sweeper.outcomes import count, outcomes_by_number
 from optuna_sweeper.progress import Progress
 from optuna_sweeper.publish import BestTrial, publish
 from optuna_sweeper.settings import Resolved, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, first_value, override_text, parse_search_space
-from optuna_sweeper.storage import load_study, redact
+from optuna_sweeper.storage import redact
 from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
-from optuna_sweeper.summary import StageTwo, describe_stage_two, stage_two_summary, summarise
+from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
 from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, stop_when_orphaned
 
@@ -120,6 +112,7 @@ class SweepCommand:
             custom_space=load_callable(settings.custom_search_space, "custom_search_space"),
             job_extra=self.quiet_jobs(),
             launch_log=run.sweep_dir / "launches.log",
+            deadline=run.stage_one_deadline,
         )
         export = self.exporter(load_callable(settings.exporter, "exporter"))
         if not run.is_worker:  # queued before the workers start, so no two processes race to queue the seeds
@@ -134,6 +127,12 @@ class SweepCommand:
             remaining,
             settings.n_trials,
         )
+        if run.stage_one_deadline is not None and not run.is_worker:
+            log.info(
+                "Stage 1 stops starting trials at %s (hydra.sweeper.stage_one_minutes=%g)",
+                time.strftime("%H:%M:%S", time.localtime(run.stage_one_deadline)),
+                settings.stage_one_minutes,
+            )
         status = "FAILED"
         self.loops = [loop]
         self.progress = self.watch(study, settings.n_trials, run.objectives)
@@ -168,36 +167,14 @@ class SweepCommand:
 
     def run_stage_two(self, stage_one: TrialLoop) -> None:
         """Every process of the sweep waits for stage 1 to settle, then takes stage-2 runs until none is left."""
-        run = self.run
         wait_until_settled(stage_one.study, recover=stage_one.run_until_done)
         if self.progress is not None:
             self.progress.stop()
-        study, run_two = open_finalist_study(run)
-        if run.is_worker:
-            jobs = wait_for_round(study, run, is_alive=worker_alive)
-        else:
-            jobs = queue_runs(stage_one.study, study, self.final_settings, run.sweep_id)
-            log.info("Stage 2: %d runs (%s)", jobs, describe_stage_two(self.final_settings))
-        loop = dataclasses.replace(
-            stage_one,
-            run=run_two,
-            study=study,
-            space=SearchSpace(),
-            n_trials=jobs,
-            pruner=None,  # the full schedule, never stopped early
-            budget=None,  # the finalists passed the budget in stage 1
-            custom_space=None,
-            runs=stage_one.runs.for_study(run_two.study_name) if stage_one.runs else None,
-            preset_only=True,
-            subdir_prefix="final_",
-            pending=[],
-            returns=[],
-        )
+        loop = stage_two.stage_two_loop(stage_one, self.run, self.final_settings)
         self.loops.append(loop)
-        self.progress = self.watch(study, jobs, run_two.objectives, label=finalist_label, prefix="stage 2 ")
-        if loop.runs and not run.is_worker:
-            outcomes = {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
-            loop.runs.settle_trial_runs(outcomes)
+        self.progress = self.watch(
+            loop.study, loop.n_trials, loop.run.objectives, label=stage_two.label, prefix="stage 2 "
+        )
         loop.run_until_done()
         stage_one.returns += loop.returns
 
@@ -236,8 +213,7 @@ class SweepCommand:
         runs = SweepRuns(self.config.tracking, run.study_name, params, settings.parent_run_id, run.sweep_id)
         if not run.is_worker:
             runs.end_dead_sweeps(is_dead=lambda command: not worker_alive(command))
-            outcomes = {t.number: outcome_of(t) for t in study.get_trials(deepcopy=False)}
-            runs.settle_trial_runs(outcomes)
+            runs.settle_trial_runs(outcomes_by_number(study))
         return runs
 
     def mlflow_on(self) -> bool:
@@ -253,6 +229,11 @@ class SweepCommand:
                 f"hydra.sweeper.worker_id={number}",
                 f"hydra.sweeper.sweep_id={Transformer.str(self.run.sweep_id)}",
                 f"hydra.sweep.dir={Transformer.str(str(self.run.sweep_dir))}",
+                *(
+                    [f"hydra.sweeper.stage_one_deadline={self.run.stage_one_deadline!r}"]
+                    if self.run.stage_one_deadline
+                    else []
+                ),
             ]
             return extra + ([f"hydra.sweeper.parent_run_id='{loop.runs.parent_id}'"] if loop.runs else [])
 
@@ -282,9 +263,15 @@ class SweepCommand:
             redact(run.storage_url),
             self.settings.n_trials,
             run.objectives,
-            stage_two=self.stage_two_summary(loop.study),
+            stage_two=stage_two.summary(run, self.final_settings, loop.study),
             sweep=run.sweep_id,
         )
+        if loop.out_of_time:
+            summary.notes.append(
+                f"Stage 1 stopped at hydra.sweeper.stage_one_minutes={self.settings.stage_one_minutes:g} with "
+                f"{summary.counted} of n_trials={self.settings.n_trials} counted; the same command continues the "
+                "study towards n_trials."
+            )
         if status == "FINISHED":  # an interrupted worker exits non-zero: no news
             summary.problems = [
                 f"Worker {w.number} exited with status {w.process.returncode}: see {w.log_path}"
@@ -292,17 +279,6 @@ class SweepCommand:
             ]
         out_dir = Path(self.settings.export_dir) if self.settings.export_dir else None
         publish(summary, loop.study, run.objectives, run.sweep_dir, status, export, loop.runs, out_dir)
-
-    def stage_two_summary(self, stage_one: optuna.Study) -> StageTwo | None:
-        if not self.final_settings.top_k:
-            return None
-        try:
-            stage_two = load_study(self.run.storage_url, finalist_study_name(self.run.study_name))
-        except KeyError:  # the sweep stopped before stage 2
-            return None
-        maximize = self.run.directions[0] == "maximize"
-        found = finalists(stage_one, stage_two)
-        return stage_two_summary(found, self.final_settings, self.run.objectives[0], maximize)
 
     def check_workers_succeeded(self) -> None:
         failed = self.workers.failed()
@@ -314,10 +290,6 @@ class SweepCommand:
                 f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
                 "are kept in the study; fix the cause and re-run to continue."
             )
-
-
-def finalist_label(trial) -> str:
-    return f"trial {trial.user_attrs.get(Attr.FINALIST_OF)} seed {trial.user_attrs.get(Attr.SEED)}"
 
 
 def load_callable(path: str | None, what: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class TrialLoop:
     preset_only: bool = False  # a stage-2 loop: only enqueued trials with preset overrides run; none is sampled
     subdir_prefix: str = "trial_"  # the job's dir under the sweep dir
     job_extra: list[str] = field(default_factory=list)  # overrides for every job (e.g. a quieter console)
+    deadline: float | None = None  # unix time past which no trial starts (hydra.sweeper.stage_one_minutes)
+    out_of_time: bool = False  # this loop stopped at its deadline, short of n_trials
     launch_log: Path | None = None  # one line per launched job with all its overrides
     pending: list[PendingTrial] = field(default_factory=list)
     returns: list[JobReturn] = field(default_factory=list)
@@ -77,6 +80,10 @@ class TrialLoop:
                 return
             if grid_exhausted(self.study):
                 log.info("The grid is exhausted: every combination has been tried.")
+                return
+            if self.deadline is not None and time.time() >= self.deadline:
+                self.out_of_time = True
+                log.info("Stage 1's time is up (hydra.sweeper.stage_one_minutes): no further trial starts here.")
                 return
             if self.preset_only and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 return  # the queued runs are all taken (the ones still running belong to other processes)

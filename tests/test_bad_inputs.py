@@ -80,6 +80,7 @@ CASES = {
     "sweep trials": ([*SWEEP, "hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials must be 0 or more"),
     "sweep failure rate": ([*SWEEP, "hydra.sweeper.max_failure_rate=-1"], "max_failure_rate must be 0.0 or more"),
     "sweep command index": ([*SWEEP, "hydra.sweeper.command_index=-2"], "command_index must be 0 or more, got -2"),
+    "sweep time limit": ([*SWEEP, "hydra.sweeper.stage_one_minutes=0"], "stage_one_minutes must be more than 0"),
     "sweep direction": ([*SWEEP, "hydra.sweeper.direction=up"], "hydra.sweeper.direction must be maximize"),
     "sweep sampler": ([*SWEEP, "hydra/sweeper/sampler=annealing"], "hydra/sweeper/sampler/annealing"),
     "sweep pruner": ([*SWEEP, "hydra/sweeper/pruner=nosuch"], "hydra/sweeper/pruner/nosuch"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections import Counter
 
 import optuna
@@ -97,6 +98,8 @@ def settings(**overrides):
         "worker_id": 0,
         "command_index": 0,
         "sweep_id": None,
+        "stage_one_minutes": None,
+        "stage_one_deadline": None,
     }
     return OmegaConf.create({**base, **overrides})
 
@@ -106,6 +109,17 @@ def test_settings_defaults_two_workers_and_a_stable_study_name(tmp_path):
     assert run.n_workers == DEFAULT_WORKERS and run.n_jobs == 1 and not run.notes
     assert run.study_name == "app-max_val_acc" and run.sweep_dir == tmp_path / "multirun/x"
     assert run.sweep_id == worker_name() and not run.is_worker
+
+
+def test_stage_one_deadline_counts_from_the_command_and_a_worker_takes_its_commands(tmp_path):
+    assert resolve(settings(), "app", str(tmp_path), "m").stage_one_deadline is None  # no limit by default
+    before = time.time()
+    deadline = resolve(settings(stage_one_minutes=1.5), "app", str(tmp_path), "m").stage_one_deadline
+    assert before + 90 <= deadline <= time.time() + 90
+    worker = resolve(settings(stage_one_minutes=1.5, stage_one_deadline=123.0, worker_id=1), "app", str(tmp_path), "m")
+    assert worker.stage_one_deadline == 123.0  # the command's, whenever the worker started
+    with pytest.raises(SweepError, match=r"stage_one_minutes must be more than 0, got -1"):
+        resolve(settings(stage_one_minutes=-1), "app", str(tmp_path), "m")
 
 
 def test_hydra_optuna_sweeper_keys_keep_their_meaning_and_say_where_they_differ(tmp_path):

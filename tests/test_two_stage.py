@@ -97,6 +97,36 @@ def test_stage_two_retrains_the_top_k_over_seeds_in_every_worker_and_exports_the
     assert set(best["final"]) == {"val_acc", "test_acc"}
 
 
+def test_stage_one_minutes_stops_every_worker_at_one_deadline_and_stage_two_still_runs_in_full(tmp_path):
+    result = run_toy(
+        "hydra.sweeper.n_trials=500",
+        "hydra.sweeper.n_workers=2",
+        "hydra.sweeper.stage_one_minutes=0.4",
+        "epochs=3",
+        "epoch_seconds=0.1",
+        "hydra.sweeper.finalists.top_k=1",
+        "hydra.sweeper.finalists.seeds=[1,2]",
+        "hydra.sweeper.finalists.overrides=['epochs=6']",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    stage_one, stage_two = load(tmp_path), load(tmp_path, finalist_study_name(STUDY))
+    counted = [t for t in stage_one.trials if outcome_of(t) in (Outcome.COMPLETE, Outcome.PRUNED)]
+    assert 0 < len(counted) < 500
+    # The deadline is 24 s after the command started, which was before its first trial: no trial starts later.
+    starts = [t.datetime_start.timestamp() for t in stage_one.trials]
+    assert max(starts) <= min(starts) + 24
+    assert len({t.user_attrs[Attr.WORKER] for t in stage_one.trials}) == 2  # the worker stopped by the same clock
+    assert "Stage 1 stops starting trials at" in result.stdout + result.stderr
+    assert len(stage_two.trials) == 2 and all(outcome_of(r) == Outcome.COMPLETE for r in stage_two.trials)
+    assert {j["epochs"] for j in launched_finals(tmp_path).values()} == {6}  # in full, past the deadline
+    assert f"Stage 1 stopped at hydra.sweeper.stage_one_minutes=0.4 with {len(counted)} of n_trials=500" in (
+        result.stdout
+    )
+    assert "Winner (best mean stage-2 val_acc)" in result.stdout
+
+
 def test_a_rerun_after_a_kill_in_stage_two_finishes_it_without_redoing_a_run(tmp_path):
     args = ["hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=1", "epoch_seconds=0.3", *STAGE_TWO]
     sweep = start_toy(*args, cwd=tmp_path)

@@ -122,6 +122,9 @@ class OptunaSweeperConf:
     # URL: sqlite:///..., postgresql://user:pw@host/db. None: the default journal file.
     storage: str | None = "optuna_journal.log"
     n_trials: int = 20  # trials the study should hold: a re-run or a second worker continues up to this number
+    # Minutes after the command starts past which no stage-1 trial starts (trials already running finish, then stage
+    # 2 retrains the finalists in full): a search sized to the time at hand rather than to a count. None: no limit.
+    stage_one_minutes: float | None = None
     # Processes working on the study: the command itself plus n_workers-1 copies it starts. None: 2 (on 2 cores
     # two 1-thread workers beat one 2-thread worker, README "Parallel workers"), or 1 when n_jobs is given.
     n_workers: int | None = None
@@ -154,10 +157,12 @@ class OptunaSweeperConf:
     # the same overrides do not repeat each other's draws (slurm/sweep_workers.sbatch sets it).
     command_index: int = 0
     # Set by the sweeper on the workers it starts, never by hand: the worker's number (0: the command the user
-    # typed), the sweep command's id, and the MLflow sweep run its trial runs nest under.
+    # typed), the sweep command's id, the MLflow sweep run its trial runs nest under, and the command's stage-1
+    # deadline (unix time, from stage_one_minutes: every worker stops at the same moment, whenever it started).
     worker_id: int = 0
     sweep_id: str | None = None
     parent_run_id: str | None = None
+    stage_one_deadline: float | None = None
 
 
 SAMPLERS = {
