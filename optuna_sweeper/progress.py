@@ -32,7 +32,9 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """label: how a trial is named in its line (e.g. "trial 12", or a stage-2 run's "trial 8 seed 2")."""
+    """label: how a trial is named in its line (e.g. "trial 12", or a stage-2 run's "trial 8 seed 2"). deadline:
+    unix time past which no trial starts (hydra.sweeper.stage_one_minutes); when it comes before the ETA of
+    n_trials, the line says when it falls instead."""
 
     def __init__(
         self,
@@ -42,8 +44,9 @@ class Progress:
         label: Callable[[FrozenTrial], str] = lambda t: f"trial {t.number}",
         prefix: str = "",
         stream: TextIO | None = None,
+        deadline: float | None = None,
     ) -> None:
-        self.study, self.n_trials, self.objectives = study, n_trials, objectives
+        self.study, self.n_trials, self.objectives, self.deadline = study, n_trials, objectives, deadline
         self.label, self.prefix, self.stream = label, prefix, stream or sys.stdout
         self.maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         # Trials finished before this command started are counted, not listed.
@@ -110,7 +113,9 @@ class Progress:
         elapsed = time.monotonic() - self.started
         line += f" | {duration(elapsed)}"
         if self.done_here and done < self.n_trials:
-            line += f", ETA {duration(elapsed / self.done_here * (self.n_trials - done))}"
+            eta = elapsed / self.done_here * (self.n_trials - done)
+            left = None if self.deadline is None else max(0.0, self.deadline - time.time())
+            line += f", ETA {duration(eta)}" if left is None or eta <= left else f", stage 1 stops in {duration(left)}"
         return line
 
     def best(self, finished: list[FrozenTrial]) -> FrozenTrial | None:

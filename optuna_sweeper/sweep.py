@@ -135,7 +135,7 @@ class SweepCommand:
             )
         status = "FAILED"
         self.loops = [loop]
-        self.progress = self.watch(study, settings.n_trials, run.objectives)
+        self.progress = self.watch(study, settings.n_trials, run.objectives, deadline=run.stage_one_deadline)
         try:
             if run.n_workers > 1 and not run.is_worker:
                 self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))

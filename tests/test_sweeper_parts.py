@@ -4,6 +4,7 @@ its counts, objective values, the leaderboard and summary, the best-trial files 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from optuna.trial import TrialState, create_trial
 from mnist_sweep.trial import export_found_recipe
 from optuna_sweeper.errors import SweepError, one_line
 from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
+from optuna_sweeper.progress import Progress
 from optuna_sweeper.publish import best_trial, publish
 from optuna_sweeper.settings import (
     DEFAULT_WORKERS,
@@ -184,6 +186,21 @@ def test_counts_come_from_the_trials_and_can_be_narrowed_to_one_sweep():
     assert (every.complete, every.rejected, every.pruned, every.interrupted, every.failed) == (1, 1, 1, 1, 1)
     assert every.counted == 3  # rejected and interrupted trials don't count towards n_trials
     assert count(trials, sweep="h:1").failed == 0 and count(trials, sweep="h:2").failed == 1
+
+
+def test_progress_says_when_stage_one_stops_where_its_time_limit_comes_before_the_eta():
+    study = study_of()
+    lines = io.StringIO()
+    view = Progress(study, 100, ["val_acc"], stream=lines, deadline=time.time() + 90)
+    view.started = time.monotonic() - 600  # ten minutes for the first trial: 99 more would take 16 hours
+    study.add_trial(trial(TrialState.COMPLETE, 0.9))
+    view.poll()
+    assert "[  1/100] trial 0 COMPLETE val_acc=0.9" in lines.getvalue()
+    assert ", stage 1 stops in 1m2" in lines.getvalue() and "ETA" not in lines.getvalue()
+    view.deadline = time.time() + 10 * 3600  # a limit after the ETA: the ETA it is
+    study.add_trial(trial(TrialState.COMPLETE, 0.8))
+    view.poll()
+    assert ", ETA " in lines.getvalue().splitlines()[-1]
 
 
 # ------------------------------------------------------------------ objective values
