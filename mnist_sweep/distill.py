@@ -10,6 +10,9 @@ The loss is written here because torch has the two terms (cross_entropy, kl_div)
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +21,10 @@ from mnist_sweep.errors import UserError
 
 # The dataset keys a teacher's run must share with the student: the training images it may have seen.
 SPLIT_KEYS = ("dataset.name", "dataset.val_size", "dataset.split_seed")
+
+# A sweep worker runs one trial after another in one process, each with the same teacher: it is loaded once per
+# process and store. Sharing it is safe: the exported graph is inference-only and a forward pass changes nothing.
+_loaded: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
 def load_teacher(uri: str, cfg: DictConfig, device: torch.device) -> torch.nn.Module:
@@ -28,7 +35,8 @@ def load_teacher(uri: str, cfg: DictConfig, device: torch.device) -> torch.nn.Mo
     if cfg.tracking.tracking_uri:  # the store the teacher's run is in: this run's
         mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
     try:
-        run_id = mlflow.models.get_model_info(uri).run_id
+        with artifact_progress_bars_off():  # get_model_info downloads the MLmodel file
+            run_id = mlflow.models.get_model_info(uri).run_id
         params = mlflow.get_run(run_id).data.params if run_id else {}
     except (MlflowException, OSError) as exc:
         raise UserError(
@@ -47,7 +55,26 @@ def load_teacher(uri: str, cfg: DictConfig, device: torch.device) -> torch.nn.Mo
         )
     # This project logs its models with torch.export (pt2): the graph was captured in eval mode (BatchNorm on its
     # running statistics, no dropout) and stays so; it takes no .eval().
-    return mlflow.pytorch.load_model(uri, map_location=device)
+    key = (uri, mlflow.get_tracking_uri(), str(device))
+    if key not in _loaded:
+        with artifact_progress_bars_off():
+            _loaded[key] = mlflow.pytorch.load_model(uri, map_location=device)
+    return _loaded[key]
+
+
+@contextlib.contextmanager
+def artifact_progress_bars_off():
+    """MLflow draws a progress bar per artifact download: in a run's log (and in each sweep trial's) they are noise.
+    A user who set MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR keeps their choice."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 def distillation_loss(

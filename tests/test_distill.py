@@ -95,6 +95,16 @@ def test_a_teacher_from_the_same_split_loads_and_predicts(store, tmp_path):
     assert torch.allclose(teacher(x), expected, atol=1e-5)
 
 
+def test_a_teacher_is_loaded_once_per_process_without_progress_bars(store, tmp_path, capfd):
+    uri = logged_teacher(tmp_path, split_seed=0)
+    capfd.readouterr()  # what logging the teacher printed
+    first = load_teacher(uri, student_cfg(store), torch.device("cpu"))
+    assert load_teacher(uri, student_cfg(store), torch.device("cpu")) is first  # the next sweep trial's
+    assert "Downloading artifacts" not in capfd.readouterr().err
+    with pytest.raises(UserError, match=r"dataset.split_seed=0 \(this run: 1\)"):  # the split is still checked
+        load_teacher(uri, student_cfg(store, split_seed=1), torch.device("cpu"))
+
+
 def test_a_teacher_from_another_split_is_refused(store, tmp_path):
     uri = logged_teacher(tmp_path, split_seed=1)
     with pytest.raises(UserError, match=r"dataset.split_seed=1 \(this run: 0\)"):
