@@ -14,6 +14,7 @@ rounds, so the kernels' own gain is a ratio measured in one run too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -31,9 +32,9 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from mnist_sweep.config import CONF, register_configs
+from mnist_sweep.config import CONF, TrainerConfig, register_configs
 from mnist_sweep.data import load_data, locate
-from mnist_sweep.engine import LRSchedule, autocast_dtype, cpu_has_native_bf16, train_one_epoch
+from mnist_sweep.engine import LRSchedule, autocast_dtype, cpu_has_native_bf16, prepare_model, train_one_epoch
 from mnist_sweep.models import count_parameters, with_torch_kernels
 
 PROJECT = "project (tensors on device)"
@@ -72,26 +73,42 @@ def compose_config(args: argparse.Namespace):
         )
 
 
-def fresh_model(cfg, device: torch.device, channels_last: bool) -> torch.nn.Module:
+def seed_style_model(cfg, device: torch.device) -> torch.nn.Module:
+    """The same net in torch's stock layers, NCHW, as a seed notebook builds it."""
     torch.manual_seed(0)
-    model = instantiate(cfg.model.net).to(device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    return with_torch_kernels(instantiate(cfg.model.net)).to(device)
 
 
 def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
-def time_project_epoch(cfg, data, device: torch.device, torch_kernels: bool = False) -> float:
-    """torch_kernels: the same pipeline with torch's nn.BatchNorm2d and nn.Dropout (trainer.cpu_kernels=false)."""
-    model = fresh_model(cfg, device, cfg.trainer.channels_last)
-    model = with_torch_kernels(model) if torch_kernels or not cfg.trainer.cpu_kernels else model
-    optimizer = sgd(model)
-    settings = OmegaConf.to_object(cfg.trainer)  # the same settings a run trains with (trainer.* overrides apply)
+@dataclasses.dataclass
+class ProjectPipeline:
+    """The project's side, built once and trained epoch after epoch (an epoch's speed does not depend on the
+    weights, and trainer.compile=true then compiles once, in the warm-up epoch, as a run does)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    settings: TrainerConfig
+
+    @classmethod
+    def build(cls, cfg, device: torch.device, torch_kernels: bool = False) -> ProjectPipeline:
+        """torch_kernels: with torch's nn.BatchNorm2d and nn.Dropout (trainer.cpu_kernels=false)."""
+        settings = OmegaConf.to_object(cfg.trainer)  # the settings a run trains with (trainer.* overrides apply)
+        if torch_kernels:
+            settings = dataclasses.replace(settings, cpu_kernels=False)
+        torch.manual_seed(0)
+        model = prepare_model(instantiate(cfg.model.net), settings, device)  # as mnist_sweep.train prepares it
+        return cls(model, sgd(model), settings)
+
+
+def time_project_epoch(pipeline: ProjectPipeline, cfg, data, device: torch.device) -> float:
+    optimizer = pipeline.optimizer
     schedule = LRSchedule(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), "epoch")
     augment = instantiate(cfg.augmentation).to(device)
     start = time.perf_counter()
-    train_one_epoch(model, data, optimizer, schedule, augment, settings, desc="project")
+    train_one_epoch(pipeline.model, data, optimizer, schedule, augment, pipeline.settings, desc="project")
     return time.perf_counter() - start
 
 
@@ -115,7 +132,7 @@ def seed_style_dataset(cfg, images: int) -> Subset:
 
 
 def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
-    model = with_torch_kernels(fresh_model(cfg, device, channels_last=False))
+    model = seed_style_model(cfg, device)
     optimizer = sgd(model)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     model.train()
@@ -187,12 +204,15 @@ def main() -> None:
     n_params = count_parameters(instantiate(cfg.model.net))
     flops = forward_flops_per_image(cfg)
 
-    time_project_epoch(cfg, data, device)  # warm-up: allocator, oneDNN primitive caches, lazy imports
+    project = ProjectPipeline.build(cfg, device)
+    torch_kernels = ProjectPipeline.build(cfg, device, torch_kernels=True)
+    for pipeline in (project, torch_kernels):  # warm-up: allocator, oneDNN primitive caches, compilation
+        time_project_epoch(pipeline, cfg, data, device)
     time_seed_style_epoch(cfg, Subset(seed_data.dataset, range(args.batch_size * 4)), args, device)
     rates = {PROJECT: [], TORCH_KERNELS: [], SEED_STYLE: []}
     for _ in range(args.repeats):  # in turn, so that the machine's drift hits all three alike
-        rates[PROJECT].append(args.images / time_project_epoch(cfg, data, device))
-        rates[TORCH_KERNELS].append(args.images / time_project_epoch(cfg, data, device, torch_kernels=True))
+        rates[PROJECT].append(args.images / time_project_epoch(project, cfg, data, device))
+        rates[TORCH_KERNELS].append(args.images / time_project_epoch(torch_kernels, cfg, data, device))
         rates[SEED_STYLE].append(args.images / time_seed_style_epoch(cfg, seed_data, args, device))
     precision = "bf16" if autocast_dtype(cfg.trainer.amp, device) == torch.bfloat16 else "fp32"
     peaks = {"fp32": gemm_peak(torch.float32, device)}

@@ -19,6 +19,7 @@ from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
 from mnist_sweep.distill import distillation_loss
 from mnist_sweep.errors import DivergedError
+from mnist_sweep.models import with_torch_kernels
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -85,6 +86,18 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
     return AMP_DTYPES[amp]
+
+
+def prepare_model(model: torch.nn.Module, settings: TrainerConfig, device: torch.device) -> torch.nn.Module:
+    """The model as it trains: the project's CPU kernels or torch's, on the device, in its memory format, compiled
+    or not (mnist_sweep.profile prepares its model the same way)."""
+    if not settings.cpu_kernels:
+        model = with_torch_kernels(model)
+    model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
+    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
+    if settings.compile:
+        model.compile()  # in place, so state_dict keys stay those of the plain model
+    return model
 
 
 def normalise(images: torch.Tensor, mean: float, std: float, augment: nn.Module | None = None) -> torch.Tensor:

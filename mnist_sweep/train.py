@@ -22,9 +22,17 @@ from mnist_sweep import report, tracking
 from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
 from mnist_sweep.distill import load_teacher
-from mnist_sweep.engine import LRSchedule, autocast_dtype, cpu_has_native_bf16, epoch_images, fit, predict
+from mnist_sweep.engine import (
+    LRSchedule,
+    autocast_dtype,
+    cpu_has_native_bf16,
+    epoch_images,
+    fit,
+    predict,
+    prepare_model,
+)
 from mnist_sweep.errors import BudgetError, UserError
-from mnist_sweep.models import IMAGE_SIZE, count_parameters, with_torch_kernels
+from mnist_sweep.models import IMAGE_SIZE, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -147,18 +155,6 @@ def warn_if_emulated(amp: str, device: torch.device) -> None:
             amp,
             torch.backends.cpu.get_cpu_capability(),
         )
-
-
-def prepare_model(model: torch.nn.Module, settings: TrainerConfig, device: torch.device) -> torch.nn.Module:
-    """The model as it trains: the project's CPU kernels or torch's, on the device, in its memory format, compiled
-    or not (mnist_sweep.profile prepares its model the same way)."""
-    if not settings.cpu_kernels:
-        model = with_torch_kernels(model)
-    model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
-    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
-    if settings.compile:
-        model.compile()  # in place, so state_dict keys stay those of the plain model
-    return model
 
 
 def seed_everything(seed: int) -> None:
