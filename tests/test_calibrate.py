@@ -9,7 +9,8 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from mnist_sweep.calibrate import halving_stops, main, paired, replay, rungs, table, top_recall
+from mnist_sweep.calibrate import main, paired, table, top_recall
+from mnist_sweep.halving_replay import halving_stops, replay, rungs
 from optuna_sweeper.storage import open_storage
 
 from .helpers import compose_config
