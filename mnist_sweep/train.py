@@ -22,15 +22,7 @@ from mnist_sweep import report, tracking
 from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
 from mnist_sweep.distill import load_teacher
-from mnist_sweep.engine import (
-    LRSchedule,
-    autocast_dtype,
-    cpu_has_native_bf16,
-    epoch_images,
-    fit,
-    predict,
-    prepare_model,
-)
+from mnist_sweep.engine import LRSchedule, epoch_images, fit, predict, prepare_model, warn_if_emulated
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import IMAGE_SIZE, count_parameters
 
@@ -142,19 +134,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.device={name} was asked for, but torch sees no CUDA device here; use auto or cpu.")
     return torch.device(name)
-
-
-def warn_if_emulated(amp: str, device: torch.device) -> None:
-    """A CPU without AVX512-BF16 or AMX still runs trainer.amp=bf16, but emulated, many times slower than fp32: a
-    setting carried over from a faster machine should not turn a minute's run into an hour's without a word."""
-    if device.type == "cpu" and autocast_dtype(amp, device) == torch.bfloat16 and not cpu_has_native_bf16():
-        log.warning(
-            "trainer.amp=%s on a CPU without native bf16 (no AVX512-BF16, no AMX; torch reports %s): oneDNN emulates "
-            "bf16 here, far slower than fp32 (a bf16 matrix product ran over 100x slower on a Zen 3 EPYC). "
-            "trainer.amp=off trains in fp32.",
-            amp,
-            torch.backends.cpu.get_cpu_capability(),
-        )
 
 
 def seed_everything(seed: int) -> None:

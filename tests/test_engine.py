@@ -110,16 +110,16 @@ def test_epoch_fraction_one_trains_on_a_permutation_of_the_whole_split():
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(monkeypatch, caplog):
-    from mnist_sweep import train as train_module
+    from mnist_sweep import engine as engine_module
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: False)
     for amp in ("off", "auto"):  # fp32 on the CPU: nothing to say
-        train_module.warn_if_emulated(amp, cpu)
+        engine_module.warn_if_emulated(amp, cpu)
     assert not caplog.records
-    train_module.warn_if_emulated("bf16", cpu)
+    engine_module.warn_if_emulated("bf16", cpu)
     assert len(caplog.records) == 1 and "emulates bf16" in caplog.text and "trainer.amp=off" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)  # AVX512-BF16 or AMX: bf16 is a choice
-    train_module.warn_if_emulated("bf16", cpu)
+    monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: True)  # AVX512-BF16 or AMX: bf16 is a choice
+    engine_module.warn_if_emulated("bf16", cpu)
     assert not caplog.records
