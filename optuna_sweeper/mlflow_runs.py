@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from optuna_sweeper.budget import Size
 from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.mlflow_store import sqlite_creation_lock
 from optuna_sweeper.outcomes import Outcome
 from optuna_sweeper.settings import Resolved
 from optuna_sweeper.space import SearchSpace, describe, override_key
@@ -82,6 +83,26 @@ def state_tags(outcome: Outcome) -> dict[str, str]:
     }
 
 
+def open_experiment(uri: str, experiment: str, attempts: int = 5) -> tuple[MlflowClient, str]:
+    """Open the store (a fresh sqlite one is created under the lock that every opener takes) and the sweep's
+    experiment, creating it if missing. Retried: a server may still be starting, and another process may create the
+    experiment first."""
+    for attempt in range(attempts):
+        try:
+            with sqlite_creation_lock(uri):
+                client = MlflowClient(uri)
+                found = client.get_experiment_by_name(experiment)
+                if found is None:
+                    return client, client.create_experiment(experiment, tags=EXPERIMENT_KIND)
+                return client, found.experiment_id
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise SweepError(f"Cannot use the MLflow store {uri}: {one_line(exc)}") from None
+            log.info("MLflow store %s not ready (a server still starting?); retrying", uri)
+            time.sleep(2 + attempt)
+    raise AssertionError("unreachable")
+
+
 class SweepRuns:
     def __init__(
         self, tracking_cfg: Any, study_name: str, params: dict[str, str], parent_id: str | None, sweep_id: str = ""
@@ -90,7 +111,7 @@ class SweepRuns:
         sweep command's id (host:pid) so that a later command can tell whether it is still alive."""
         self.uri = tracking_uri(tracking_cfg)
         self.study_name = study_name
-        self.client, self.experiment_id = self.connect(tracking_cfg.get("experiment") or "Default")
+        self.client, self.experiment_id = open_experiment(self.uri, tracking_cfg.get("experiment") or "Default")
         if parent_id:
             self.parent_id = parent_id
             return
@@ -105,23 +126,6 @@ class SweepRuns:
         other = copy.copy(self)
         other.study_name = study_name
         return other
-
-    def connect(self, experiment: str, attempts: int = 5) -> tuple[MlflowClient, str]:
-        """Two workers started together on a fresh mlflow.db both run MLflow's schema migrations, and the loser
-        fails ("table ... already exists"); once the winner is done the database is fine, so try again."""
-        for attempt in range(attempts):
-            try:
-                client = MlflowClient(self.uri)
-                found = client.get_experiment_by_name(experiment)
-                if found is None:
-                    return client, client.create_experiment(experiment, tags=EXPERIMENT_KIND)
-                return client, found.experiment_id
-            except Exception as exc:
-                if attempt == attempts - 1:
-                    raise SweepError(f"Cannot use the MLflow store {self.uri}: {one_line(exc)}") from None
-                log.info("MLflow store %s not ready (another worker is creating it?); retrying", self.uri)
-                time.sleep(2 + attempt)
-        raise AssertionError("unreachable")
 
     def job_overrides(self, trial_number: int, run_name: str = "", tags: dict[str, str] | None = None) -> list[str]:
         """What makes the job's own run a child of this sweep, tagged with its trial."""

@@ -33,7 +33,7 @@ from optuna_sweeper.storage import redact
 from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
 from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
-from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, stop_when_orphaned
+from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, listen_for_stop
 
 if TYPE_CHECKING:
     import optuna
@@ -140,7 +140,7 @@ class SweepCommand:
             if run.n_workers > 1 and not run.is_worker:
                 self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))
             if run.is_worker:
-                stop_when_orphaned(os.getppid())
+                listen_for_stop(os.getppid())
             loop.run_until_done()
             if self.final_settings.top_k:
                 self.run_stage_two(loop)

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 INTERRUPT_GRACE_S = 5.0
 # An interrupted worker marks its trial and exits within seconds; one still running after this is terminated.
 STOP_TIMEOUT_S = 60.0
+# How the command (or a worker's own orphan watch) tells a worker to stop as on Ctrl-C. Not SIGINT: a command started
+# with SIGINT ignored (`nohup ... &` from a script, as long sweeps are started) passes SIG_IGN on to its workers, and
+# Python then installs no handler for it, so they would run on after the command died. Nobody sends SIGUSR1 by
+# accident, and each worker installs its handler itself (`listen_for_stop`), whatever it inherited.
+STOP_SIGNAL = signal.SIGUSR1
 
 
 @dataclass
@@ -82,10 +87,10 @@ class WorkerPool:
         try:
             if self.wait_all(grace_s):
                 return
-            self.send(signal.SIGINT)
+            self.send(STOP_SIGNAL)
             if self.wait_all(STOP_TIMEOUT_S):
                 return
-            log.warning("Worker(s) still running %.0f s after Ctrl-C: terminating them", STOP_TIMEOUT_S)
+            log.warning("Worker(s) still running %.0f s after being told to stop: terminating them", STOP_TIMEOUT_S)
             self.send(signal.SIGTERM)
             if not self.wait_all(5.0):
                 self.send(signal.SIGKILL)
@@ -137,15 +142,17 @@ def this_command(replacing: set[str]) -> list[str]:
     return [sys.executable, *entry, *(arg for arg in sys.argv[1:] if override_key(arg) not in replacing)]
 
 
-def stop_when_orphaned(parent_pid: int, poll_s: float = 1.0) -> None:
-    """A worker whose sweep command is gone (kill -9, a crash) stops as on Ctrl-C, so its trial is queued again
-    instead of running on unwatched. Polled: Python has no portable parent-death signal."""
+def listen_for_stop(parent_pid: int, poll_s: float = 1.0) -> None:
+    """A worker stops as on Ctrl-C (KeyboardInterrupt: its trial is queued again) when its command sends STOP_SIGNAL,
+    and when the command is gone (kill -9, a crash), so that its trial does not run on unwatched. The command's
+    death is polled: Python has no portable parent-death signal."""
+    signal.signal(STOP_SIGNAL, signal.default_int_handler)
 
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(poll_s)
         log.warning("The sweep command (pid %d) is gone: stopping this worker.", parent_pid)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), STOP_SIGNAL)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
@@ -154,3 +161,4 @@ def ignore_further_interrupts() -> None:
     """A worker's clean-up after Ctrl-C must not be cut short by the sweeper passing the interrupt on."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(STOP_SIGNAL, signal.SIG_IGN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 
 import pytest
 
@@ -12,6 +13,12 @@ from mnist_sweep.data import candidate_dirs, find_files
 
 from .helpers import REPO
 from .servers import POSTGRES_PASSWORD, postgres_server
+
+# The Ctrl-C tests send SIGINT to sweeps as a terminal does. A shell starts a background job (`pytest ... &` from a
+# script) with SIGINT ignored, and a child inherits that; a Python handler here is reset to the default on exec, so
+# the sweeps the tests start see SIGINT as a terminal's foreground command does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import optuna
 import pytest
 import yaml
 from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
@@ -181,17 +182,24 @@ def test_multi_objective_writes_the_pareto_front(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_started_by_hand_share_one_study(tmp_path):
-    # n_workers=1: each command is one process, as when workers are started by hand (on several machines).
+    # n_workers=1: each command is one process, as when workers are started by hand (on several machines) or as the
+    # tasks of a SLURM job array: at the same instant, on a study and an MLflow store that do not exist yet.
+    tracking = "tracking={experiment: byhand, tracking_uri: null, run_name: null, parent_run_id: null, tags: {}}"
     args = toy_command(
-        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "epoch_seconds=0.2", "width=choice(4, 8)"
+        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_workers=1", "epoch_seconds=0.2", "width=choice(4, 8)", tracking
     )
     workers = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    codes = [w.wait(timeout=120) for w in workers]
+    assert codes == [0, 0], [w.stderr.read()[-2000:] for w in workers]
     study, jobs = load(tmp_path), launched(tmp_path)
     trained = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(trained) == 8  # exactly: a trial asked for past n_trials is given up (SURPLUS)
     assert sorted(jobs) == sorted(t.number for t in trained)  # each trial trained exactly once
     assert len({job["pid"] for job in jobs.values()}) == 2  # and both workers did some
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # one store, created once: a run per trial
+    runs = client.search_runs([client.get_experiment_by_name("byhand").experiment_id])
+    trial_runs = sorted(int(r.data.tags["optuna_trial"]) for r in runs if "optuna_trial" in r.data.tags)
+    assert trial_runs == sorted(t.number for t in study.trials)
 
 
 # ------------------------------------------------------------------ hydra.sweeper.n_workers: worker processes
@@ -239,13 +247,17 @@ def test_n_workers_2_starts_a_worker_that_shares_the_study_and_the_sweep_dir(tmp
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_worker_and_requeues_their_trials(tmp_path):
+@pytest.mark.parametrize("to", ["terminal", "command alone"])
+def test_ctrl_c_stops_every_worker_and_requeues_their_trials(to, tmp_path):
     toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2", "epoch_seconds=5.0", "width=4"]
     sweep = start_toy(
         *toy, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     wait_for(lambda: len(training_pids(tmp_path)) == 2)  # both processes are training
-    os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    if to == "terminal":
+        os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    else:
+        sweep.send_signal(signal.SIGINT)  # `kill -INT`: the command tells its worker to stop
     output, errors = sweep.communicate(timeout=90)
     assert sweep.returncode == 130 and "this run" in output  # the summary still comes
     assert "Interrupted. Re-run the same command" in output and "Traceback" not in output + errors
@@ -350,7 +362,10 @@ def test_kill_9_of_a_worker_is_noticed_by_the_live_sweep_which_redoes_its_trial(
 @pytest.mark.slow
 def test_kill_9_of_the_sweep_command_stops_its_workers_who_requeue_their_trial(tmp_path):
     toy = ["hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=6", "epochs=2", "epoch_seconds=5.0", "width=4"]
-    sweep = start_toy(*toy, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Started as `nohup ... &` from a script starts it, with SIGINT ignored (inherited by its worker): the worker
+    # must stop all the same.
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sweep = start_toy(*toy, cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN), **quiet)
     wait_for(lambda: len(training_pids(tmp_path)) == 2)
     [worker_pid] = training_pids(tmp_path) - {sweep.pid}
     sweep.kill()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 
 import optuna
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -186,6 +189,31 @@ def test_counts_come_from_the_trials_and_can_be_narrowed_to_one_sweep():
     assert (every.complete, every.rejected, every.pruned, every.interrupted, every.failed) == (1, 1, 1, 1, 1)
     assert every.counted == 3  # rejected and interrupted trials don't count towards n_trials
     assert count(trials, sweep="h:1").failed == 0 and count(trials, sweep="h:2").failed == 1
+
+
+# Each process waits for the same instant, then opens the store as a sweep command does.
+OPEN_AT = """
+import sys, time
+from optuna_sweeper.mlflow_runs import open_experiment
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.001)
+open_experiment(sys.argv[1], "together", attempts=1)
+"""
+
+
+@pytest.mark.slow
+def test_commands_that_open_a_fresh_sqlite_mlflow_store_at_the_same_instant_all_succeed(tmp_path):
+    """Without the creation lock, three such processes fail about three times in four (alembic's migrations run
+    twice: "duplicate column name", "table _alembic_tmp_... already exists"), and the store stays broken."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    start = time.time() + 8  # after the three have imported MLflow
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AT, uri, str(start)], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [e[-1500:] for e in errors]
+    assert len(MlflowClient(uri).search_experiments(filter_string="name = 'together'")) == 1
 
 
 def test_progress_says_when_stage_one_stops_where_its_time_limit_comes_before_the_eta():
