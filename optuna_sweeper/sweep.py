@@ -27,7 +27,7 @@ from optuna_sweeper.finalists import FinalistSettings, wait_until_settled, who
 from optuna_sweeper.outcomes import count, outcomes_by_number
 from optuna_sweeper.progress import Progress
 from optuna_sweeper.publish import BestTrial, publish
-from optuna_sweeper.settings import Resolved, resolve, worker_name
+from optuna_sweeper.settings import Resolved, pid_on_this_host, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, first_value, override_text, parse_search_space
 from optuna_sweeper.storage import redact
 from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
@@ -140,7 +140,7 @@ class SweepCommand:
             if run.n_workers > 1 and not run.is_worker:
                 self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))
             if run.is_worker:
-                listen_for_stop(os.getppid())
+                listen_for_stop(pid_on_this_host(run.sweep_id) or os.getppid())
             loop.run_until_done()
             if self.final_settings.top_k:
                 self.run_stage_two(loop)

@@ -44,6 +44,20 @@ class PendingTrial:
     overrides: list[str] = field(default_factory=list)
 
 
+def raised_while_interrupted(exc: BaseException | None) -> bool:
+    """Ctrl-C that landed inside library code cleaning up after it comes back as another error: Optuna's journal lock
+    release, interrupted, raises FileNotFoundError from its own `except BaseException`, and Hydra's run_job then
+    returns that as the job's failure. The KeyboardInterrupt is still in the exception's context: it is an
+    interrupt, not a failed trial."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 @dataclass
 class TrialLoop:
     run: Resolved
@@ -202,6 +216,8 @@ class TrialLoop:
             self.study.tell(pending.trial, state=TrialState.PRUNED)
             log.info("trial %d pruned: %s", pending.trial.number, outcome)
             self.close(pending, Outcome.PRUNED)
+        elif raised_while_interrupted(outcome):
+            raise KeyboardInterrupt  # the sweep's own interrupt path: this trial, still pending, is queued again
         else:
             self.fail(pending, f"{type(outcome).__name__}: {outcome}", outcome)
         self.returns.append(job_return)

@@ -145,7 +145,9 @@ def this_command(replacing: set[str]) -> list[str]:
 def listen_for_stop(parent_pid: int, poll_s: float = 1.0) -> None:
     """A worker stops as on Ctrl-C (KeyboardInterrupt: its trial is queued again) when its command sends STOP_SIGNAL,
     and when the command is gone (kill -9, a crash), so that its trial does not run on unwatched. The command's
-    death is polled: Python has no portable parent-death signal."""
+    death is polled: Python has no portable parent-death signal. parent_pid is the command's pid as the command
+    gave it (in its sweep id), not os.getppid() now: a command killed while this worker was starting up has left it
+    to init already, and the watch would wait for a change that has happened."""
     signal.signal(STOP_SIGNAL, signal.default_int_handler)
 
     def watch() -> None:

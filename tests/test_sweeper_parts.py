@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +39,8 @@ from optuna_sweeper.space import SearchSpace, encode_param, override_key, overri
 from optuna_sweeper.storage import in_memory, redact, resolve_storage
 from optuna_sweeper.study import make_sampler
 from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
-from optuna_sweeper.trials import objective_values
+from optuna_sweeper.trials import objective_values, raised_while_interrupted
+from optuna_sweeper.workers import STOP_SIGNAL, listen_for_stop
 
 from .helpers import REPO, compose_config
 
@@ -189,6 +192,35 @@ def test_counts_come_from_the_trials_and_can_be_narrowed_to_one_sweep():
     assert (every.complete, every.rejected, every.pruned, every.interrupted, every.failed) == (1, 1, 1, 1, 1)
     assert every.counted == 3  # rejected and interrupted trials don't count towards n_trials
     assert count(trials, sweep="h:1").failed == 0 and count(trials, sweep="h:2").failed == 1
+
+
+def test_ctrl_c_that_a_library_turned_into_another_error_is_still_an_interrupt(monkeypatch, tmp_path):
+    """Optuna's journal lock, interrupted between its rename and its unlink, raises FileNotFoundError from its own
+    `except BaseException`: the trial must be queued again as interrupted, not failed."""
+    from optuna.storages.journal import JournalFileOpenLock
+
+    lock = JournalFileOpenLock(str(tmp_path / "journal.log"))
+    assert lock.acquire()
+
+    def interrupted_rename(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("os.rename", interrupted_rename)
+    with pytest.raises(BaseException) as raised:  # FileNotFoundError in Optuna 5.0; a fixed Optuna: the interrupt
+        lock.release()
+    assert raised_while_interrupted(raised.value)
+    assert not raised_while_interrupted(FileNotFoundError("a plain failure"))
+    assert not raised_while_interrupted(None)
+
+
+def test_a_worker_whose_command_is_gone_before_it_listens_stops_at_once():
+    previous = signal.getsignal(STOP_SIGNAL)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            listen_for_stop(os.getppid() + 4_000_000, poll_s=0.05)  # a command pid that is not our parent (any more)
+            time.sleep(10)
+    finally:
+        signal.signal(STOP_SIGNAL, previous)
 
 
 # Each process waits for the same instant, then opens the store as a sweep command does.
