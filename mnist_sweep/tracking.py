@@ -4,7 +4,9 @@ call of a run is made here; train.py says what to record, this module says how."
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,7 +29,6 @@ from mnist_sweep.data import Data
 from mnist_sweep.engine import EpochMetrics, FitResult
 from mnist_sweep.errors import UserError
 from mnist_sweep.sources import SOURCES
-from optuna_sweeper.mlflow_store import sqlite_creation_lock
 
 log = logging.getLogger(__name__)
 # MLflow 3's kind for a model-training experiment. (Its 3.17 UI still opens on the GenAI pages until the user
@@ -87,6 +88,27 @@ def check_server(cfg: DictConfig) -> None:
                 "(mlflow server --host ... --port ...), fix tracking.tracking_uri (or MLFLOW_TRACKING_URI), or leave "
                 "it unset to log to sqlite:///mlflow.db in the launch directory."
             ) from None
+
+
+@contextlib.contextmanager
+def sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """Held while a run opens a sqlite tracking store. MLflow creates a missing sqlite database's tables without a
+    lock of its own, so two runs started at once in a fresh launch directory both try, and the second fails with
+    "table experiments already exists". An flock on the database's directory (no lock file left behind) lets one
+    create the tables and the experiment while the other waits; a server or an existing store costs one flock. The
+    sweeper takes the same flock when it opens the store (optuna_sweeper/mlflow_store.py, the same lines: a single
+    run does not import the sweeper, tests/test_layout.py)."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    parent = Path(path).resolve().parent if path is not None and not path.startswith(":memory:") else None
+    if parent is None or not parent.is_dir():  # nothing to create twice, or MLflow's own error to come
+        yield
+        return
+    directory = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(directory)  # releases the lock
 
 
 def use_experiment(cfg: DictConfig) -> None:

@@ -18,7 +18,7 @@ Modules, one job each:
   summary      a pure summary of the study (counts, leaderboard, best trial, Pareto front)
   publish      the summary printed, written to the sweep dir, exported and logged to MLflow
   mlflow_runs  the sweep's parent MLflow run and its trials' child runs
-  mlflow_store a fresh sqlite MLflow store created by one process at a time (the app's runs take the lock too)
+  mlflow_store a fresh sqlite MLflow store created by one process at a time (an app's runs take the same flock)
   job          the job's side: report epochs to the trial and ask the pruner (used by the app's task)
   sweep        one sweep command from start to end, tying the above together
 """

@@ -5,8 +5,8 @@ that open a fresh store at once (two runs started together in a fresh launch dir
 array, a sweep command and its workers) both migrate it: the loser fails with "table experiments already exists",
 or leaves alembic's "_alembic_tmp_experiments" behind, and then every later open of the store fails the same way.
 An flock on the database's directory (no lock file left behind) lets one process create the tables while the others
-wait. Shared by the sweeper and the apps it runs, so every opener of the store takes the same lock; it imports
-nothing heavy, as a single run of the app imports it too."""
+wait. An app's runs must take the same flock (mnist_sweep.tracking.sqlite_creation_lock does: the same lines, as
+a single run of the app never imports this package)."""
 
 from __future__ import annotations
 
