@@ -54,7 +54,9 @@ class _TrainBatchNorm(torch.autograd.Function):
         # page faults whenever the allocator hands back fresh memory), then becomes the output in place.
         out = torch.empty_like(x, memory_format=torch.channels_last)
         out_rows = torch.sub(rows, mean.repeat(k), out=_rows(out, k))
-        var = _per_channel(torch.linalg.vector_norm(out_rows, dim=0).square_(), channels) / pixels
+        # The sum of squares as a dot product: torch.linalg.vector_norm over dim 0 (then squared) was 2-4x slower on
+        # an AVX2 CPU (0.55 against 0.16 ms on [128, 8, 26, 26]) and rounds through a square root.
+        var = _per_channel(torch.linalg.vecdot(out_rows, out_rows, dim=0), channels) / pixels
         invstd = torch.rsqrt(var + eps)
         scale = weight * invstd
         torch.addcmul(bias.repeat(k), out_rows, scale.repeat(k), out=out_rows)
