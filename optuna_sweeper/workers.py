@@ -148,13 +148,16 @@ def listen_for_stop(parent_pid: int, poll_s: float = 1.0) -> None:
     death is polled: Python has no portable parent-death signal. parent_pid is the command's pid as the command
     gave it (in its sweep id), not os.getppid() now: a command killed while this worker was starting up has left it
     to init already, and the watch would wait for a change that has happened."""
-    signal.signal(STOP_SIGNAL, signal.default_int_handler)
+    stop = signal.SIGINT  # only the main thread may install a handler; SIGINT's is Python's own there
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(STOP_SIGNAL, signal.default_int_handler)
+        stop = STOP_SIGNAL
 
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(poll_s)
         log.warning("The sweep command (pid %d) is gone: stopping this worker.", parent_pid)
-        os.kill(os.getpid(), STOP_SIGNAL)
+        os.kill(os.getpid(), stop)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
