@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from optuna_sweeper.budget import ParamBudget, Size
-from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.errors import SweepError, one_line, raised_while_interrupted
 from optuna_sweeper.finalists import queued_twice
 from optuna_sweeper.optuna_api import ask_named, job_outcome, trial_id
 from optuna_sweeper.outcomes import COUNTED, Attr, Outcome, count, outcome_of
@@ -42,20 +42,6 @@ class PendingTrial:
 
     trial: optuna.Trial
     overrides: list[str] = field(default_factory=list)
-
-
-def raised_while_interrupted(exc: BaseException | None) -> bool:
-    """Ctrl-C that landed inside library code cleaning up after it comes back as another error: Optuna's journal lock
-    release, interrupted, raises FileNotFoundError from its own `except BaseException`, and Hydra's run_job then
-    returns that as the job's failure. The KeyboardInterrupt is still in the exception's context: it is an
-    interrupt, not a failed trial."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 @dataclass

@@ -22,7 +22,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from mnist_sweep.trial import export_found_recipe
-from optuna_sweeper.errors import SweepError, one_line
+from optuna_sweeper.errors import SweepError, one_line, raised_while_interrupted
 from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
 from optuna_sweeper.progress import Progress
 from optuna_sweeper.publish import best_trial, publish
@@ -39,7 +39,7 @@ from optuna_sweeper.space import SearchSpace, encode_param, override_key, overri
 from optuna_sweeper.storage import in_memory, redact, resolve_storage
 from optuna_sweeper.study import make_sampler
 from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
-from optuna_sweeper.trials import objective_values, raised_while_interrupted
+from optuna_sweeper.trials import objective_values
 from optuna_sweeper.workers import STOP_SIGNAL, listen_for_stop
 
 from .helpers import REPO, compose_config

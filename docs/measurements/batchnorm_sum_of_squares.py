@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 
 import torch
 
@@ -34,15 +33,6 @@ def vector_norm_forward(ctx, x, weight, bias, eps):
     return out, mean, var
 
 
-def op_microseconds(step, repeats: int = 200) -> float:
-    for _ in range(10):
-        step()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - start) / repeats * 1e6
-
-
 def ops() -> None:
     print("the sum of squares of a centred [rows, k*C] activation: microseconds, median of 5; relative error vs fp64")
     for shape in ((128, 8, 26, 26), (128, 8, 24, 24), (128, 12, 10, 10)):
@@ -56,7 +46,7 @@ def ops() -> None:
         exact = centred.double().square().sum(0)
         cells = []
         for name, way in ways.items():
-            us = statistics.median(op_microseconds(way) for _ in range(5))
+            us = statistics.median(bn._time_us(way, 200) for _ in range(5))
             error = ((way().double() - exact).abs() / exact).max().item()
             cells.append(f"{name} {us:6.0f} us (error {error:.0e})")
         print(f"  {str(list(shape)):<18}" + "   ".join(cells))
