@@ -107,12 +107,18 @@ def warn_if_emulated(amp: str, device: torch.device) -> None:
 def prepare_model(model: torch.nn.Module, settings: TrainerConfig, device: torch.device) -> torch.nn.Module:
     """The model as it trains: the project's CPU kernels or torch's, on the device, in its memory format, compiled
     or not (mnist_sweep.profile prepares its model the same way)."""
-    if not settings.cpu_kernels:
+    # The project's kernels are eager-mode work-arounds; inductor writes its own fused batch norm, and traced by
+    # dynamo the project's (an autograd.Function over views) took ~270 s to compile and then ran at half the eager
+    # speed on an AVX512 EPYC (README, "Switches").
+    if not settings.cpu_kernels or settings.compile:
         model = with_torch_kernels(model)
     model.to(device, memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     if settings.compile:
-        model.compile()  # in place, so state_dict keys stay those of the plain model
+        # In place, so state_dict keys stay those of the plain model. dynamic=False: one graph per batch shape (full
+        # batches, an epoch's last partial batch, evaluation batches); by default the second shape made dynamo
+        # recompile for a symbolic batch size, whose kernels ran slower than the static ones.
+        model.compile(dynamic=False)
     return model
 
 
