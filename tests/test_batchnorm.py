@@ -105,3 +105,32 @@ def test_a_checkpoint_loads_into_torch_batchnorm():
     _, fast = pair(8)
     assert set(fast.state_dict()) == set(nn.BatchNorm2d(8).state_dict())
     assert isinstance(fast, nn.BatchNorm2d)
+
+
+def test_under_autocast_a_bf16_activation_is_normalised_in_fp32(monkeypatch):
+    """Under CPU autocast a conv hands batch norm a bf16 activation: the kernel takes it, computes in fp32 and returns
+    bf16 like torch's module, at least as close to a float64 run as torch's own bf16 kernel, and hands backward a
+    bf16 input gradient."""
+    torch.manual_seed(0)
+    shape = (32, 8, 12, 12)
+    reference, fast = pair(shape[1])
+    exact = nn.BatchNorm2d(shape[1]).double()
+    exact.load_state_dict(reference.state_dict())
+    x = (torch.randn(shape) * 2 + 3).contiguous(memory_format=CL).bfloat16()
+    grad = torch.randn(shape).contiguous(memory_format=CL).bfloat16()
+    truth = step(exact, x.double(), grad.double())
+    calls = []
+    apply = _TrainBatchNorm.apply
+    monkeypatch.setattr(_TrainBatchNorm, "apply", lambda *a: calls.append(a) or apply(*a))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = step(reference, x, grad), step(fast, x, grad)
+    assert len(calls) == 1  # the fast module's step, and only it
+    output, input_grad = got[:2]
+    assert output.dtype == input_grad.dtype == torch.bfloat16 and output.is_contiguous(memory_format=CL)
+    for name, t, a, b in zip(("output", "input grad", "weight grad", "bias grad"), truth, expected, got, strict=True):
+        torch_error = (a.double() - t).abs().max().item()
+        error = (b.double() - t).abs().max().item()
+        assert error <= 1.5 * torch_error + 1e-5 * (t.abs().max().item() + 1), (name, error, torch_error)
+    for name in ("running_mean", "running_var"):
+        t, a, b = (getattr(bn, name).double() for bn in (exact, reference, fast))
+        assert (b - t).abs().max() <= 1.5 * (a - t).abs().max() + 1e-5 * (t.abs().max() + 1), name
