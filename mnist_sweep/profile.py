@@ -9,7 +9,9 @@
    process's wall time against the phases the run itself logs (mnist_sweep.train.Stopwatch: data, MLflow,
    test, figures, checkpoint), and the import time of the training code (`python -X importtime`).
 
-Overrides are a run's (e.g. model=pool7k trainer.amp=bf16); the default is experiment=fast. Figures vary with the
+Overrides are a run's (e.g. model=pool7k trainer.amp=bf16); with none, experiment=fast. Overrides replace that default
+rather than add to it (`trainer.amp=bf16` alone profiles the plain config, gap8k with dropout; pass
+`experiment=fast trainer.amp=bf16` to compare with the default), and the header prints them. Figures vary with the
 machine and its load: run it on an idle machine, and compare shares rather than seconds across machines.
 """
 
@@ -152,6 +154,8 @@ def profile_epoch(overrides: list[str], images: int) -> None:
     epoch_size = epoch_images(len(data.train), settings)
     print(f"\n== one epoch: {cfg.model.name}, {epoch_size:,} images, batch {settings.batch_size}, "
           f"{torch.get_num_threads()} threads, amp={settings.amp}")  # fmt: skip
+    # Any override replaces the default experiment=fast (whose dropout is 0) rather than adding to it: say which.
+    print(f"overrides: {' '.join(overrides)}; dropout {cfg.model.get('dropout', 'n/a')}")
     print(
         f"first epoch (warm-up{', compilation included' if settings.compile else ''}) {warm_up:.2f} s; "
         f"unprofiled {plain:.2f} s ({epoch_size / plain:,.0f} images/s); profiled {profiled:.2f} s"

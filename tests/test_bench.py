@@ -60,6 +60,7 @@ def test_profile_charges_the_epoch_to_layers_and_the_run_to_its_phases(tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
+    assert "overrides: trainer.epochs=1 dataset.train_limit=512; dropout 0.05" in out  # not experiment=fast's 0
     for row in ("forward       conv", "backward      conv", "forward       batchnorm", "backward      batchnorm",
                 "augmentation", "optimizer     SGD.step", "validation:"):  # fmt: skip
         assert row in out, row
