@@ -10,7 +10,7 @@ the scale and shift become one broadcast multiply-add.
 
 Statistics are two-pass (mean, then the mean of squared deviations), as exact as torch's. Only channels_last CPU
 tensors of 2-15 channels in training with a momentum take this path, fp32 or, under CPU autocast, bf16 (computed
-in fp32: torch's bf16 kernel for such tensors was slower still, 48 % of a bf16 gap8k step on an AMX Xeon, README
+in fp32: torch's bf16 kernel for such tensors was slower still, about half of a bf16 gap8k step on an AMX Xeon, README
 Performance); everything else (eval, NCHW, CUDA, bf16 outside autocast, cumulative averaging, 16 channels or more)
 is nn.BatchNorm2d's own kernel. State dict, buffers and behaviour are nn.BatchNorm2d's, so checkpoints load
 either way.
