@@ -92,11 +92,11 @@ def test_two_hosts_share_a_study_and_a_tracking_server_and_write_no_password(
     assert len(sweeps) == 2 and {r.data.tags["optuna_trial"] for r in children} == {str(t.number) for t in trials}
     finalist_runs = [r for r in runs if r.data.tags.get("optuna_role") == "finalist"]
     assert sorted(r.data.tags["optuna_seed"] for r in finalist_runs if r.info.status == "FINISHED") == ["1", "2"]
-    # The runs of trials whose job ran. Not a surplus trial's: two hosts may ask for the last trial at once, and the
-    # later one is given back unrun with a run of its own (tagged SURPLUS) that holds no artifact.
     assert {r.data.tags["optuna_trial"]: r.data.tags["optuna_state"] for r in children} == {
         str(t.number): outcome_of(t).value for t in trials
     }
+    # The runs of trials whose job ran. Not a surplus trial's: two hosts may ask for the last trial at once, and the
+    # later one is given back unrun with a run of its own (tagged SURPLUS) that holds no artifact.
     ran = {str(t.number) for t in trials if outcome_of(t) in (Outcome.COMPLETE, Outcome.PRUNED)}
     trained = [r for r in children if r.data.tags["optuna_trial"] in ran]
     assert trained and all(r.info.artifact_uri.startswith("mlflow-artifacts:") for r in trained)
