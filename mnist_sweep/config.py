@@ -47,6 +47,10 @@ class TrainerConfig:
     cpu_kernels: bool = True
     compile: bool = False  # torch.compile, torch's kernels: compiles in ~40 s, then ~2x slower than eager (README)
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
+    # Test-time augmentation for mirror-symmetric classes (Fashion-MNIST, not digits): every evaluation, validation
+    # after each epoch and the one test, averages the logits of each image and of its left-right mirror. Twice the
+    # inference MACs; the logged model is the plain net, which a user's own code must mirror the same way.
+    tta_flip: bool = False
     # Knowledge distillation (mnist_sweep.distill): the model an earlier run logged, on the same dataset and split,
     # as runs:/<run_id>/model, models:/<name>/<version> or its folder; its softened predictions on each training
     # batch join the labels in the loss, with this weight and temperature.

@@ -210,17 +210,24 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, split: Split, mean: float, std: float, batch_size: int, amp: str = "off") -> torch.Tensor:
-    """Logits for the whole split, in large batches and without autograd bookkeeping."""
+def predict(
+    model: nn.Module, split: Split, mean: float, std: float, batch_size: int, amp: str = "off", tta_flip: bool = False
+) -> torch.Tensor:
+    """Logits for the whole split, in large batches and without autograd bookkeeping; with tta_flip, the mean of each
+    image's logits and its left-right mirror's (trainer.tta_flip)."""
     model.eval()
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        x = normalise(images, mean, std)
+        return (model(x) + model(x.flip(-1))) / 2 if tta_flip else model(x)
+
     with autocast(split.labels.device, amp):
-        starts = range(0, len(split), batch_size)
-        chunks = [model(normalise(split.images[i : i + batch_size], mean, std)) for i in starts]
+        chunks = [logits(split.images[i : i + batch_size]) for i in range(0, len(split), batch_size)]
     return torch.cat(chunks).float()
 
 
 def evaluate(model: nn.Module, split: Split, data: Data, trainer: TrainerConfig) -> tuple[float, float]:
-    logits = predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp)
+    logits = predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp, trainer.tta_flip)
     loss = F.cross_entropy(logits, split.labels).item()
     return loss, (logits.argmax(1) == split.labels).float().mean().item()
 

@@ -248,7 +248,7 @@ def evaluate_test_once(model, data, settings: TrainerConfig) -> tuple[float, tor
     predictions (with trainer.evaluate_test=false, none at all: NaN and None)."""
     if not settings.evaluate_test:
         return math.nan, None
-    logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.amp)
+    logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.amp, settings.tta_flip)
     test_preds = logits.argmax(1)
     return (test_preds == data.test.labels).float().mean().item(), test_preds
 

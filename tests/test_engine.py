@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnist_sweep.config import TrainerConfig
@@ -48,6 +49,31 @@ def test_best_state_reproduces_the_best_validation_accuracy():
     data = toy_data()
     acc = (predict(model, data.val, data.mean, data.std, 64).argmax(1) == data.val.labels).float().mean().item()
     assert acc == result.best_val_acc
+
+
+def test_tta_flip_averages_the_logits_of_each_image_and_its_mirror():
+    model, data = toy_model().eval(), toy_data()
+    # a left-right asymmetric input, so that the mirror's logits differ from the image's
+    images = data.val.images.clone()
+    images[..., :14] //= 2
+    split, mirrored = Split(images, data.val.labels), Split(images.flip(-1), data.val.labels)
+    plain = predict(model, split, data.mean, data.std, 64)
+    mirror = predict(model, mirrored, data.mean, data.std, 64)
+    assert not torch.allclose(plain, mirror)
+    both = predict(model, split, data.mean, data.std, 64, tta_flip=True)
+    torch.testing.assert_close(both, (plain + mirror) / 2)
+
+
+def test_tta_flip_is_what_validation_judges():
+    seen = []
+    model, _ = train(TrainerConfig(epochs=2, batch_size=32, progress=False, tta_flip=True), on_epoch_end=seen.append)
+    data = toy_data()
+    loss = {
+        tta: F.cross_entropy(predict(model, data.val, data.mean, data.std, 64, tta_flip=tta), data.val.labels).item()
+        for tta in (False, True)
+    }
+    assert loss[True] != loss[False]
+    assert seen[-1].val_loss == pytest.approx(loss[True], rel=1e-5)  # the last epoch's weights are the model's
 
 
 def test_patience_stops_training_early():

@@ -11,7 +11,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mnist_sweep.train import train
+from mnist_sweep.data import load_data
+from mnist_sweep.engine import predict
+from mnist_sweep.train import build_model, train
 
 from .helpers import compose_config, run_cli
 
@@ -175,3 +177,23 @@ def test_runs_started_together_in_a_fresh_directory_share_one_store(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert [e.name for e in client.search_experiments()].count("mnist_sweep") == 1
     assert not [p for p in tmp_path.iterdir() if p.name != "mlflow.db"]  # no lock file left behind
+
+
+def test_tta_flip_tests_the_chosen_checkpoint_with_its_mirror(tmp_path, mnist_root):
+    """trainer.tta_flip: the one test evaluation averages each image's logits with its mirror's, on the checkpoint
+    validation chose; without the mirror the same checkpoint scores differently."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose_config(*SMOKE, f"dataset.root={mnist_root}", f"tracking.tracking_uri={uri}", "trainer.tta_flip=true")
+    result = train(cfg, tmp_path)
+    model = build_model(cfg.model)
+    model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True))
+    data = load_data(cfg.dataset, torch.device("cpu"))
+    accuracy = {
+        tta: (predict(model, data.test, data.mean, data.std, 2048, tta_flip=tta).argmax(1) == data.test.labels)
+        .float()
+        .mean()
+        .item()
+        for tta in (False, True)
+    }
+    assert result.test_acc == pytest.approx(accuracy[True], abs=1e-6)
+    assert accuracy[True] != accuracy[False]
