@@ -120,6 +120,17 @@ def test_the_fashion_search_is_the_default_space_on_clothes_with_their_augmentat
     cfg = compose_config("hydra/sweeper=optuna", "+hparams_search=fashion_mnist", with_hydra=True)
     assert cfg.hydra.sweeper.params.augmentation == "choice(none, rotate, flip, flip_crop)"
     assert (cfg.dataset.name, cfg.budget.max_params, cfg.budget.max_macs) == ("fashion_mnist", 20000, 4000000)
+    # every evaluation mirrored (clothes are left-right symmetric); the finalists train 40 epochs, the rest of
+    # stage 2's overrides and settings as mnist_family's
+    assert cfg.hydra.sweeper.params["trainer.tta_flip"] is True
+    finalists = cfg.hydra.sweeper.finalists
+    assert list(finalists.overrides) == [
+        "trainer.epoch_fraction=1.0",
+        "trainer.evaluate_test=true",
+        "tracking.log_model=true",
+        "trainer.epochs=40",
+    ]
+    assert (finalists.top_k, list(finalists.seeds), finalists.warm_start) == (2, [2, 3, 4], 1)
 
 
 @pytest.mark.slow
