@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 
 from mnist_sweep.config import validate
 from mnist_sweep.errors import UserError
-from mnist_sweep.train import build, build_schedule
+from mnist_sweep.models import count_parameters
+from mnist_sweep.train import build, build_model, build_schedule
 
 from .helpers import CONF, compose_config, run_cli
 
@@ -20,6 +21,15 @@ def test_every_group_option_composes_and_resolves(group, option):
     cfg = compose_config(f"{group}={option}")
     OmegaConf.resolve(cfg)
     validate(cfg)
+
+
+def test_fashion18k_is_the_readmes_hand_net_and_recipe():
+    """experiment=fashion18k composes the config of the README's 93 % Fashion-MNIST runs (its long command)."""
+    cfg = compose_config("experiment=fashion18k")
+    assert count_parameters(build_model(cfg.model)) == 18_544
+    assert (cfg.dataset.name, cfg.trainer.epochs, cfg.trainer.tta_flip) == ("fashion_mnist", 40, True)
+    assert (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.model.dropout) == (0.1, 5e-4, 0.0)
+    assert [step._target_ for step in cfg.augmentation.steps] == ["mnist_sweep.augment.RandomHorizontalFlip"]
 
 
 @pytest.mark.parametrize("name", [p.stem for p in sorted((CONF / "optimizer").glob("*.yaml"))])
