@@ -226,8 +226,14 @@ def predict(
     return torch.cat(chunks).float()
 
 
+def evaluated_logits(model: nn.Module, split: Split, data: Data, trainer: TrainerConfig) -> torch.Tensor:
+    """predict with the trainer's evaluation settings (batch size, precision, mirror): validation and the one test
+    read them here, so that a setting cannot reach one and miss the other."""
+    return predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp, trainer.tta_flip)
+
+
 def evaluate(model: nn.Module, split: Split, data: Data, trainer: TrainerConfig) -> tuple[float, float]:
-    logits = predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp, trainer.tta_flip)
+    logits = evaluated_logits(model, split, data, trainer)
     loss = F.cross_entropy(logits, split.labels).item()
     return loss, (logits.argmax(1) == split.labels).float().mean().item()
 

@@ -22,7 +22,7 @@ from mnist_sweep import report, tracking
 from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
 from mnist_sweep.distill import load_teacher
-from mnist_sweep.engine import LRSchedule, epoch_images, fit, predict, prepare_model, warn_if_emulated
+from mnist_sweep.engine import LRSchedule, epoch_images, evaluated_logits, fit, prepare_model, warn_if_emulated
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import IMAGE_SIZE, count_parameters
 
@@ -248,7 +248,7 @@ def evaluate_test_once(model, data, settings: TrainerConfig) -> tuple[float, tor
     predictions (with trainer.evaluate_test=false, none at all: NaN and None)."""
     if not settings.evaluate_test:
         return math.nan, None
-    logits = predict(model, data.test, data.mean, data.std, settings.eval_batch_size, settings.amp, settings.tta_flip)
+    logits = evaluated_logits(model, data.test, data, settings)
     test_preds = logits.argmax(1)
     return (test_preds == data.test.labels).float().mean().item(), test_preds
 
