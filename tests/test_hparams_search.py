@@ -133,6 +133,24 @@ def test_the_fashion_search_is_the_default_space_on_clothes_with_their_augmentat
     assert (finalists.top_k, list(finalists.seeds), finalists.warm_start) == (2, [2, 3, 4], 1)
 
 
+def test_the_fashion_architecture_search_fixes_the_hand_nets_recipe_and_queues_no_mnist_seed(tmp_path):
+    _, parent, _ = queued_sweep(tmp_path, "+hparams_search=fashion_architecture")
+    params = parent.data.params
+    assert params["fixed.hparams_search"] == "fashion_architecture"
+    # experiment=fashion18k's recipe, fixed for every trial; only the architecture is searched
+    fixed = ("optimizer.lr", "optimizer.weight_decay", "trainer.batch_size", "trainer.label_smoothing", "augmentation")
+    assert [params[f"fixed.{key}"] for key in fixed] == ["0.1", "0.0005", "128", "0.0", "flip"]
+    assert not {f"space.{key}" for key in fixed} & set(params)
+    assert params["custom_search_space"] == "mnist_sweep.search_space.focused_space"
+    assert params["finalists"] == "top 2, seeds [2, 3, 4]"
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(str(tmp_path / "optuna_journal.log")))
+    assert study.trials == []  # no MNIST seed queued
+    cfg = compose_config("hydra/sweeper=optuna", "+hparams_search=fashion_architecture", with_hydra=True)
+    assert (cfg.dataset.name, cfg.budget.max_params, cfg.budget.max_macs) == ("fashion_mnist", 20000, 4000000)
+    assert cfg.hydra.sweeper.params["trainer.tta_flip"] is True  # fashion_mnist's mirror and 40-epoch finalists
+    assert "trainer.epochs=40" in cfg.hydra.sweeper.finalists.overrides
+
+
 @pytest.mark.slow
 def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp_path, mnist_root):
     conf = tmp_path / "user_conf" / "hparams_search"
