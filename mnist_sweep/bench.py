@@ -34,8 +34,9 @@ from torchvision import datasets, transforms
 
 from mnist_sweep.config import CONF, TrainerConfig, register_configs
 from mnist_sweep.data import load_data, locate
-from mnist_sweep.engine import LRSchedule, autocast_dtype, cpu_has_native_bf16, prepare_model, train_one_epoch
+from mnist_sweep.engine import LRSchedule, train_one_epoch
 from mnist_sweep.models import count_parameters, with_torch_kernels
+from mnist_sweep.runtime import autocast_dtype, cpu_has_native_bf16, prepare_model
 
 PROJECT = "project (tensors on device)"
 TORCH_KERNELS = "project, torch's BN + dropout"

@@ -116,7 +116,8 @@ def profile_epoch(overrides: list[str], images: int) -> None:
 
     from mnist_sweep.config import register_configs, validate
     from mnist_sweep.data import load_data
-    from mnist_sweep.engine import epoch_images, evaluate, prepare_model, train_one_epoch
+    from mnist_sweep.engine import epoch_images, evaluate, train_one_epoch
+    from mnist_sweep.runtime import prepare_model
     from mnist_sweep.train import build, build_model, build_schedule, resolve_device, steps_per_epoch
 
     register_configs()

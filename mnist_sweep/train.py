@@ -22,9 +22,10 @@ from mnist_sweep import report, tracking
 from mnist_sweep.config import TrainerConfig, validate
 from mnist_sweep.data import load_data
 from mnist_sweep.distill import load_teacher
-from mnist_sweep.engine import LRSchedule, epoch_images, evaluated_logits, fit, prepare_model, warn_if_emulated
+from mnist_sweep.engine import LRSchedule, epoch_images, evaluated_logits, fit
 from mnist_sweep.errors import BudgetError, UserError
 from mnist_sweep.models import IMAGE_SIZE, count_parameters
+from mnist_sweep.runtime import prepare_model, warn_if_emulated
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from mnist_sweep.engine import cpu_has_native_bf16
+from mnist_sweep.runtime import cpu_has_native_bf16
 
 from .helpers import REPO
 
