@@ -19,6 +19,7 @@ from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
 from mnist_sweep.distill import distillation_loss
 from mnist_sweep.errors import DivergedError
+from mnist_sweep.models import MirrorAveraged
 from mnist_sweep.runtime import autocast
 
 
@@ -160,13 +161,9 @@ def predict(
     """Logits for the whole split, in large batches and without autograd bookkeeping; with tta_flip, the mean of each
     image's logits and its left-right mirror's (trainer.tta_flip)."""
     model.eval()
-
-    def logits(images: torch.Tensor) -> torch.Tensor:
-        x = normalise(images, mean, std)
-        return (model(x) + model(x.flip(-1))) / 2 if tta_flip else model(x)
-
+    net = MirrorAveraged(model) if tta_flip else model
     with autocast(split.labels.device, amp):
-        chunks = [logits(split.images[i : i + batch_size]) for i in range(0, len(split), batch_size)]
+        chunks = [net(normalise(split.images[i : i + batch_size], mean, std)) for i in range(0, len(split), batch_size)]
     return torch.cat(chunks).float()
 
 

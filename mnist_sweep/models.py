@@ -153,6 +153,19 @@ class Net(nn.Sequential):
         return f"crop={self.crop}" if self.crop is not None else ""
 
 
+class MirrorAveraged(nn.Module):
+    """The net's logits averaged over each image and its left-right mirror (trainer.tta_flip): how a run with the
+    mirror validates and tests, as one module, so that the MLflow model it logs serves the accuracy it reports.
+    No parameters of its own; the net's state_dict keys gain the prefix "net."."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(x) + self.net(x.flip(-1))) / 2
+
+
 def with_torch_kernels(model: nn.Module) -> nn.Module:
     """torch's own nn.Dropout and nn.BatchNorm2d in place of the project's CPU kernels (trainer.cpu_kernels=false,
     and the benchmark's comparison): same math and state, torch's kernels."""

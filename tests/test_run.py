@@ -12,8 +12,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import load_data
-from mnist_sweep.engine import predict
-from mnist_sweep.train import build_model, train
+from mnist_sweep.engine import normalise, predict
+from mnist_sweep.train import build_model, summary_text, train
 
 from .helpers import compose_config, run_cli
 
@@ -55,6 +55,7 @@ def test_summary_names_model_accuracy_time_and_run(cli_run):
     for label in ("model", "parameters", "best val accuracy", "test accuracy", "wall time", "MLflow run", "fixed cost"):
         assert label in stdout
     assert "7,788" in stdout and run.info.run_id in stdout
+    assert "mirror" not in stdout  # said only of a run that evaluates with it (trainer.tta_flip)
 
 
 def test_the_run_logs_where_its_wall_time_went(cli_run):
@@ -181,10 +182,12 @@ def test_runs_started_together_in_a_fresh_directory_share_one_store(tmp_path):
 
 def test_tta_flip_tests_the_chosen_checkpoint_with_its_mirror(tmp_path, mnist_root):
     """trainer.tta_flip: the one test evaluation averages each image's logits with its mirror's, on the checkpoint
-    validation chose; without the mirror the same checkpoint scores differently."""
+    validation chose; without the mirror the same checkpoint scores differently. The logged MLflow model mirrors
+    too: loaded back, it scores the run's test accuracy."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose_config(*SMOKE, f"dataset.root={mnist_root}", f"tracking.tracking_uri={uri}", "trainer.tta_flip=true")
     result = train(cfg, tmp_path)
+    assert "averaged with its mirror (trainer.tta_flip)" in summary_text(result, 1.0)
     model = build_model(cfg.model)
     model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True))
     data = load_data(cfg.dataset, torch.device("cpu"))
@@ -197,3 +200,8 @@ def test_tta_flip_tests_the_chosen_checkpoint_with_its_mirror(tmp_path, mnist_ro
     }
     assert result.test_acc == pytest.approx(accuracy[True], abs=1e-6)
     assert accuracy[True] != accuracy[False]
+    mlflow.set_tracking_uri(uri)
+    served = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
+    with torch.no_grad():
+        served_preds = served(normalise(data.test.images, data.mean, data.std).contiguous()).argmax(1)
+    assert (served_preds == data.test.labels).float().mean().item() == pytest.approx(result.test_acc, abs=1e-6)
