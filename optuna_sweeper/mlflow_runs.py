@@ -164,8 +164,12 @@ class SweepRuns:
         query = f"tags.optuna_trial = '{trial_number}' and tags.optuna_study = '{self.study_name}'"
         runs = self.client.search_runs([self.experiment_id], query, max_results=5)
         if not runs:
+            # Named for what happened, as a rejected trial's run is: in the runs table a run without metrics then
+            # says why it has none ("trial-31-surplus", "trial-7-fail").
             run = self.client.create_run(
-                self.experiment_id, run_name=f"trial-{trial_number}", tags=self.trial_tags(trial_number, outcome)
+                self.experiment_id,
+                run_name=f"trial-{trial_number}-{outcome.value.lower()}",
+                tags=self.trial_tags(trial_number, outcome),
             )
             self.client.set_terminated(run.info.run_id, FINAL_STATUS.get(outcome, "FINISHED"))
             return

@@ -417,6 +417,7 @@ def test_every_trial_ends_with_exactly_one_mlflow_run_in_a_final_state(tmp_path)
     runs.mark_trial(7, Outcome.FAIL)  # never reached a job (e.g. its model could not be built): a run of its own
     (made,) = client.search_runs([runs.experiment_id], "tags.optuna_trial = '7'")
     assert made.info.status == "FAILED" and made.data.tags["optuna_state"] == "FAIL"
+    assert made.info.run_name == "trial-7-fail"  # says in the runs table why it has no metrics
     runs.mark_trial(7, Outcome.FAIL)  # and only one
     assert len(client.search_runs([runs.experiment_id], "tags.optuna_trial = '7'")) == 1
 
