@@ -11,7 +11,17 @@ from omegaconf import OmegaConf
 
 from mnist_sweep.family import build_family
 from mnist_sweep.models import count_parameters
-from mnist_sweep.search_space import FOCUSED, WIDTH_PARAM, family_space, fit_to_budget, fits, focused_space, width_range
+from mnist_sweep.search_space import (
+    FOCUSED,
+    WIDE,
+    WIDTH_PARAM,
+    family_space,
+    fit_to_budget,
+    fits,
+    focused_space,
+    wide_space,
+    width_range,
+)
 from mnist_sweep.train import build_model
 from mnist_sweep.trial import model_size
 
@@ -104,6 +114,26 @@ def test_a_seed_under_the_budget_is_grown_into_it():
     assert fit_to_budget(unbounded, warm_start_entries()[0]) == warm_start_entries()[0]
 
 
+def test_the_wide_space_reaches_the_hand_typed_fashion_widths():
+    """wide_space: FOCUSED's choices with its widths sized to half the budget, so at 20,000 parameters it draws the
+    16-32 channels of experiment=fashion18k (16-16 / 24-24 / 32), where focused_space stops at 24. Both stay on the
+    width grid, the widest no wider than the budget allows and the narrowest half of it."""
+    hand_widths = [16, 16, 24, 24, 32]
+    wide, focused = width_range(WIDE, 20000), width_range(FOCUSED, 20000)
+    assert wide == {"low": 16, "high": 32, "step": 2} and focused == {"low": 12, "high": 24, "step": 2}
+    assert all(wide["low"] <= w <= wide["high"] for w in hand_widths) and max(hand_widths) > focused["high"]
+    for max_params in (2000, 4000, 8000, 20000):
+        width = width_range(WIDE, max_params)
+        assert 9 * width["high"] ** 2 <= max_params / 2 and width["low"] == 2 * (width["high"] // 4)
+        assert width_range(FOCUSED, max_params)["high"] <= width["high"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    cfg = compose_config("model=family", "budget.max_params=20000")
+    for _ in range(20):
+        overrides = wide_space(cfg, study.ask())
+        widths = [w for s in overrides["model.stages"] for w in s["widths"] + [s.get("squeeze", 16)]]
+        assert all(16 <= w <= 32 or w == 10 for w in widths)  # 10: gap_direct's fixed last width, one per class
+
+
 def test_a_seed_that_leaves_knobs_to_the_sampler_is_queued_as_written():
     """Its size is unknown until the sampler draws the rest: fit_to_budget cannot count it, so it leaves it alone."""
     partial = {k: v for k, v in warm_start_entries()[0].items() if k != "head"}
@@ -125,13 +155,13 @@ def size_of(entry: dict, budget: tuple[str, ...]) -> tuple[int, int]:
     return n_params, sizes["macs"][0]
 
 
-@pytest.mark.parametrize("space", [focused_space, family_space])
+@pytest.mark.parametrize("space", [focused_space, wide_space, family_space])
 def test_every_sampled_architecture_builds_and_asks_only_for_the_knobs_it_uses(space):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(300):
         trial = study.ask()
         o = space(None, trial)
-        if space is focused_space:  # the default search never leaves its choices
+        if space in (focused_space, wide_space):  # the default search never leaves its choices
             assert o["model.order"] in FOCUSED.orders and o["model.separable"] in FOCUSED.separable
             assert all(s["after"] in FOCUSED.after for s in o["model.stages"][:-1])
         net = build_family(
