@@ -32,9 +32,10 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from mnist_sweep.config import CONF, TrainerConfig, register_configs
+from mnist_sweep.config import CONF, TrainerConfig, register_configs, validate
 from mnist_sweep.data import load_data, locate
 from mnist_sweep.engine import LRSchedule, train_one_epoch
+from mnist_sweep.errors import refused_in_one_paragraph
 from mnist_sweep.models import count_parameters, with_torch_kernels
 from mnist_sweep.runtime import autocast_dtype, cpu_has_native_bf16, prepare_model
 
@@ -44,14 +45,31 @@ SEED_STYLE = "seed-style (DataLoader + PIL)"
 FULL_EPOCH = 55_000  # training images per epoch with the default 5,000-image validation split
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than minimum (argparse then answers a bad value in one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="gap8k", help="a conf/model config (default: gap8k)")
-    p.add_argument("--images", type=int, default=20_000, help="training images per timed epoch (default 20000)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=3, help="timed a/b pairs, alternating (default 3)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the seed-style side (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--images", type=at_least(1), default=20_000, help="training images per timed epoch (default 20000)")
+    p.add_argument("--batch-size", type=at_least(1), default=128)
+    p.add_argument("--repeats", type=at_least(1), default=3, help="timed a/b pairs, alternating (default 3)")
+    p.add_argument(
+        "--workers", type=at_least(0), default=0, help="DataLoader workers for the seed-style side (default 0)"
+    )
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: torch's, one per core)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the project side (trainer.channels_last=false)")
@@ -199,9 +217,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = compose_config(args)
-    data = load_data(cfg.dataset, device)
-    seed_data = seed_style_dataset(cfg, args.images)
+    with refused_in_one_paragraph("mnist_sweep.bench", args.overrides):
+        cfg = compose_config(args)
+        validate(cfg)
+        data = load_data(cfg.dataset, device)
+        seed_data = seed_style_dataset(cfg, args.images)
     n_params = count_parameters(instantiate(cfg.model.net))
     flops = forward_flops_per_image(cfg)
 

@@ -1,6 +1,13 @@
 """Errors caused by what the user asked for (a bad override, missing data, a model over budget).
 
-The entry point prints these as one paragraph and exits non-zero instead of showing a traceback."""
+The entry point prints these as one paragraph and exits non-zero instead of showing a traceback; so do the
+measuring tools (mnist_sweep.bench, mnist_sweep.profile), through refused_in_one_paragraph."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class UserError(Exception):
@@ -17,3 +24,22 @@ class BudgetError(UserError):
 
 class DivergedError(UserError):
     """Training produced NaN or infinite numbers (in a sweep: this trial failed, the sweep goes on)."""
+
+
+@contextmanager
+def refused_in_one_paragraph(tool: str, overrides: list[str]) -> Iterator[None]:
+    """A command-line tool's bad input (an override Hydra cannot compose, a value out of range, missing data) as
+    one paragraph on stderr and exit status 2, as `python -m mnist_sweep` answers it, instead of a traceback."""
+    # Imported here: hydra and omegaconf are light, but this module is imported by everything, the sweeper's tests
+    # included.
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"{tool}: error: the overrides {' '.join(overrides)} do not make a config: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as exc:
+        print(f"{tool}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

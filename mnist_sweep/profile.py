@@ -222,17 +222,12 @@ def import_seconds(importtime: str, top: tuple[str, ...] = ("torch", "mlflow", "
 
 
 def main() -> None:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mnist_sweep.errors import UserError
+    from mnist_sweep.errors import refused_in_one_paragraph
 
     args = parse_args()
     overrides = args.overrides or DEFAULT_OVERRIDES
-    try:
+    with refused_in_one_paragraph("mnist_sweep.profile", overrides):
         profile_epoch(overrides, args.images)
-    except (HydraException, OmegaConfBaseException, UserError) as exc:
-        sys.exit(f"mnist_sweep.profile: error: the overrides {' '.join(overrides)} do not make a run: {exc}")
     if not args.no_run:
         profile_run(overrides)
 

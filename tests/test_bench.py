@@ -85,3 +85,30 @@ def test_profile_refuses_bad_overrides_in_one_paragraph(tmp_path, mnist_root):
     assert done.returncode != 0
     assert "mnist_sweep.profile: error:" in done.stderr and "trainer.batch_size must be at least 1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("bench", ["trainer.batch_size=0"], "trainer.batch_size must be at least 1"),
+        ("bench", ["--model", "nosuch"], "Could not find 'model/nosuch'"),
+        ("bench", ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+        ("bench", ["dataset.download=false"], "mnist files not found"),
+        ("profile", ["--no-run", "dataset.download=false"], "mnist files not found"),
+    ],
+)
+def test_the_measuring_tools_refuse_bad_input_in_one_paragraph(tool, arguments, expected, tmp_path):
+    """As `python -m mnist_sweep` does: exit status 2, the reason on stderr, no traceback. Missing data (an empty
+    MNIST_SWEEP_DATA) is named as such, not as a bad override."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"mnist_sweep.{tool}", *arguments],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MNIST_SWEEP_DATA": str(tmp_path), "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert expected in done.stderr and "Traceback" not in done.stderr
+    if "files not found" in expected:  # profile once called it "the overrides ... do not make a run"
+        assert "overrides" not in done.stderr
