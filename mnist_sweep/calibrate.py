@@ -65,6 +65,17 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def open_store(uri: str) -> MlflowClient:
+    """The tracking store to read. MLflow creates an empty sqlite store where none is; this only reads, so a missing
+    file is a wrong directory or URI, refused before MLflow writes one."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise SystemExit(
+            f"No MLflow store at {uri.removeprefix('sqlite:///')}: run this from the sweep's launch directory, or "
+            "give its store with --tracking-uri (and --reference-uri)."
+        )
+    return MlflowClient(uri)
+
+
 def complete_runs(client: MlflowClient, experiment: str, study: str, metric: str) -> list[tuple[dict, list[float]]]:
     """(params, per-epoch values) of every finished trial run of the longest length (complete trials)."""
     found = client.get_experiment_by_name(experiment)
@@ -178,9 +189,9 @@ def main() -> None:
         path.write_text(replay_config(recipes, args.set, args.search, args.study))
         print(f"{path}: {len(recipes)} recipes of study {args.study!r}, with {' '.join(args.set) or 'no change'}")
         return
-    runs = complete_runs(MlflowClient(args.tracking_uri), args.experiment, args.study, args.metric)
+    runs = complete_runs(open_store(args.tracking_uri), args.experiment, args.study, args.metric)
     if args.reference:
-        store = MlflowClient(args.reference_uri or args.tracking_uri)
+        store = open_store(args.reference_uri or args.tracking_uri)
         pairs = paired(runs, complete_runs(store, args.experiment, args.reference, args.metric), args.differ)
         histories = [cheap for cheap, _ in pairs]
         final, judged = [full[-1] for _, full in pairs], [max(full) for _, full in pairs]

@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from mnist_sweep.calibrate import main, paired, table, top_recall
+from mnist_sweep.calibrate import main, open_store, paired, table, top_recall
 from mnist_sweep.halving_replay import halving_stops, replay, rungs
 from optuna_sweeper.storage import open_storage
 
@@ -147,3 +147,11 @@ def test_a_replay_config_queues_a_studys_complete_recipes_again_under_another_se
     monkeypatch.setattr("sys.argv", [*argv[:2], "nope", *argv[3:], "--write-replay-config", target])
     with pytest.raises(SystemExit, match="No Optuna study 'nope'"):
         main()
+
+
+def test_a_missing_store_is_refused_before_mlflow_creates_one(tmp_path, monkeypatch):
+    """Run from the wrong directory, calibrate only reads: it says where it looked and leaves no empty mlflow.db."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="No MLflow store at mlflow.db: run this from the sweep's launch directory"):
+        open_store("sqlite:///mlflow.db")
+    assert not list(tmp_path.iterdir())
