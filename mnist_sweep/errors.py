@@ -9,6 +9,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
 
 class UserError(Exception):
     """A problem the user can fix from the command line; the message says how."""
@@ -30,11 +33,6 @@ class DivergedError(UserError):
 def refused_in_one_paragraph(tool: str, overrides: list[str]) -> Iterator[None]:
     """A command-line tool's bad input (an override Hydra cannot compose, a value out of range, missing data) as
     one paragraph on stderr and exit status 2, as `python -m mnist_sweep` answers it, instead of a traceback."""
-    # Imported here: hydra and omegaconf are light, but this module is imported by everything, the sweeper's tests
-    # included.
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         yield
     except (HydraException, OmegaConfBaseException) as exc:

@@ -76,15 +76,18 @@ def family_space(cfg: Any, trial: Any) -> dict[str, Any]:
 
 def focused_space(cfg: Any, trial: Any) -> dict[str, Any]:
     """The default search: the family with FOCUSED's choices, its widths sized to the sweep's budget."""
-    budget = OmegaConf.select(cfg, "budget.max_params") if cfg is not None else None
-    return suggest_family(trial, FOCUSED, width_range(FOCUSED, budget))
+    return sized_to_budget(cfg, trial, FOCUSED)
 
 
 def wide_space(cfg: Any, trial: Any) -> dict[str, Any]:
     """The default search with WIDE's widths (hydra.sweeper.custom_search_space=mnist_sweep.search_space.wide_space):
     the same knobs and choices, each conv 16-32 wide at 20,000 parameters instead of 12-24."""
+    return sized_to_budget(cfg, trial, WIDE)
+
+
+def sized_to_budget(cfg: Any, trial: Any, choices: Choices) -> dict[str, Any]:
     budget = OmegaConf.select(cfg, "budget.max_params") if cfg is not None else None
-    return suggest_family(trial, WIDE, width_range(WIDE, budget))
+    return suggest_family(trial, choices, width_range(choices, budget))
 
 
 def width_range(choices: Choices, max_params: int | None) -> dict[str, int]:
