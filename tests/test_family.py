@@ -130,7 +130,9 @@ def test_the_wide_space_reaches_the_hand_typed_fashion_widths():
     cfg = compose_config("model=family", "budget.max_params=20000")
     for _ in range(20):
         overrides = wide_space(cfg, study.ask())
-        widths = [w for s in overrides["model.stages"] for w in s["widths"] + [s.get("squeeze", 16)]]
+        widths = [
+            w for s in overrides["model.stages"] for w in s["widths"] + ([s["squeeze"]] if "squeeze" in s else [])
+        ]
         assert all(16 <= w <= 32 or w == 10 for w in widths)  # 10: gap_direct's fixed last width, one per class
 
 
