@@ -61,7 +61,9 @@ def at_least(minimum: int):
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mnist_sweep.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="gap8k", help="a conf/model config (default: gap8k)")
     p.add_argument("--images", type=at_least(1), default=20_000, help="training images per timed epoch (default 20000)")
     p.add_argument("--batch-size", type=at_least(1), default=128)
