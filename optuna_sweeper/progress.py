@@ -3,6 +3,12 @@ processes ran it, read from the study (the one place every worker writes to):
 
     [ 7/20] trial 12 COMPLETE val_acc=0.99120 n_params=5230 epochs 15 | best 0.99300 (trial 3) | 4m12s, ETA 7m30s
 
+Trials rejected over budget (never trained, a second or less each) come in bursts, up to dozens between two trained
+trials where few of the sampler's draws fit. A burst gets one line, which says which budgets were exceeded and by how
+much; a lone rejection keeps its own line:
+
+    [ 1/30] trials 10-12, 14 REJECTED (4, untrained) over budget: params (4) by 2,912 to 44,050, macs (2) by ...
+
 A background thread polls the storage, so the view needs nothing from the workers and survives their deaths.
 """
 
@@ -23,6 +29,8 @@ from optuna_sweeper.outcomes import COUNTED, Attr, Outcome, outcome_of
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
+# A burst of rejections is told once no new one has come for this long (or before the next trained trial's line).
+BURST_QUIET_S = 10.0
 
 
 def duration(seconds: float) -> str:
@@ -53,6 +61,8 @@ class Progress:
         self.seen = {t.number for t in self.finished()}
         self.started = time.monotonic()
         self.done_here = 0
+        self.rejections: list[FrozenTrial] = []  # the burst not told yet
+        self.last_rejection = 0.0
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.loop, name="sweep-progress", daemon=True)
 
@@ -68,6 +78,7 @@ class Progress:
         if self.thread.is_alive():
             self.thread.join(timeout=10)
         self.poll()  # the last trials, told just before the stop
+        self.tell_rejections(self.finished())
 
     def loop(self) -> None:
         while not self.stop_event.wait(POLL_S):
@@ -80,18 +91,43 @@ class Progress:
         finished = self.finished()
         new = sorted((t for t in finished if t.number not in self.seen), key=lambda t: t.datetime_complete)
         for trial in new:
-            self.seen.add(trial.number)
             if outcome_of(trial) == Outcome.SURPLUS:  # asked for and given back at once: nothing happened
+                self.seen.add(trial.number)
                 continue
+            if outcome_of(trial) == Outcome.REJECTED:
+                self.seen.add(trial.number)
+                self.rejections.append(trial)
+                self.last_rejection = time.monotonic()
+                continue
+            self.tell_rejections(finished)  # the burst before this trial, counted and ranked as it stood then
+            self.seen.add(trial.number)
             if outcome_of(trial) in COUNTED:
                 self.done_here += 1
             print(self.line(trial, finished), file=self.stream, flush=True)
+        if self.rejections and time.monotonic() - self.last_rejection >= BURST_QUIET_S:
+            self.tell_rejections(finished)
+
+    def tell_rejections(self, finished: list[FrozenTrial]) -> None:
+        """One line for the burst of rejections held back (a lone one: its own line, with its size)."""
+        burst, self.rejections = self.rejections, []
+        if len(burst) == 1:
+            print(self.line(burst[0], finished), file=self.stream, flush=True)
+        elif burst:
+            print(self.status(self.burst_line(burst), finished), file=self.stream, flush=True)
+
+    def burst_line(self, burst: list[FrozenTrial]) -> str:
+        exceeded: dict[str, list[float]] = {}
+        for trial in burst:
+            for name, excess in over_budget(trial).items():
+                exceeded.setdefault(name, []).append(excess)
+        by = {k: f"{min(v):,.0f}" + (f" to {max(v):,.0f}" if max(v) > min(v) else "") for k, v in exceeded.items()}
+        return f"trials {number_ranges([t.number for t in burst])} REJECTED ({len(burst)}, untrained) over budget: " + (
+            ", ".join(f"{k} ({len(exceeded[k])}) by {b}" for k, b in by.items())
+        )
 
     def line(self, trial: FrozenTrial, finished: list[FrozenTrial]) -> str:
         outcome = outcome_of(trial)
-        done = sum(outcome_of(t) in COUNTED for t in finished if t.number in self.seen)
-        width = len(str(self.n_trials))
-        parts = [f"{self.prefix}[{done:>{width}}/{self.n_trials}] {self.label(trial)} {outcome.value}"]
+        parts = [f"{self.label(trial)} {outcome.value}"]
         if trial.values and outcome != Outcome.REJECTED:
             parts.append(" ".join(f"{k}={v:.5g}" for k, v in zip(self.objectives, trial.values, strict=False)))
         elif trial.intermediate_values:
@@ -103,10 +139,15 @@ class Progress:
         parts += [f"{k}={v:.5g}" for k, v in list(extra.items())[:3]]
         if counted_params is not None and "n_params" not in self.objectives:
             parts.append(f"n_params={counted_params:,}")
-        if outcome == Outcome.REJECTED:  # which budget, by how much (Optuna constraints: > 0 is violated)
-            over = {k.removesuffix("_over_budget"): v for k, v in (trial.constraints or {}).items() if v > 0}
-            parts.append("over budget: " + ", ".join(f"{k} by {v:,.0f}" for k, v in over.items()))
-        line = " ".join(parts)
+        if outcome == Outcome.REJECTED:  # which budget, by how much
+            parts.append("over budget: " + ", ".join(f"{k} by {v:,.0f}" for k, v in over_budget(trial).items()))
+        return self.status(" ".join(parts), finished)
+
+    def status(self, what: str, finished: list[FrozenTrial]) -> str:
+        """what, between the count of trials done and the best so far, elapsed time and ETA."""
+        done = sum(outcome_of(t) in COUNTED for t in finished if t.number in self.seen)
+        width = len(str(self.n_trials))
+        line = f"{self.prefix}[{done:>{width}}/{self.n_trials}] {what}"
         best = self.best(finished)
         if best is not None:
             line += f" | best {best.values[0]:.5g} ({self.label(best)})"
@@ -119,7 +160,23 @@ class Progress:
         return line
 
     def best(self, finished: list[FrozenTrial]) -> FrozenTrial | None:
-        trained = [t for t in finished if outcome_of(t) == Outcome.COMPLETE and t.values]
+        trained = [t for t in finished if outcome_of(t) == Outcome.COMPLETE and t.values and t.number in self.seen]
         if not trained:
             return None
         return (max if self.maximize else min)(trained, key=lambda t: t.values[0])
+
+
+def over_budget(trial: FrozenTrial) -> dict[str, float]:
+    """Which budgets a rejected trial exceeded, and by how much (Optuna constraints: > 0 is violated)."""
+    return {k.removesuffix("_over_budget"): v for k, v in (trial.constraints or {}).items() if v > 0}
+
+
+def number_ranges(numbers: list[int]) -> str:
+    """[10, 11, 12, 14] -> "10-12, 14"."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)

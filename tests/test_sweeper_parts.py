@@ -263,6 +263,50 @@ def test_progress_says_when_stage_one_stops_where_its_time_limit_comes_before_th
     assert ", ETA " in lines.getvalue().splitlines()[-1]
 
 
+def rejected(params_over: float, macs_over: float = -5.0) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        value=0.0,
+        params={"x": 0.5, "head": "gap"},
+        distributions=DIST,
+        user_attrs={Attr.REJECTED: True, Attr.N_PARAMS: int(20_000 + params_over)},
+        constraints={"params_over_budget": params_over, "macs_over_budget": macs_over},
+    )
+
+
+def test_progress_tells_a_burst_of_rejections_in_one_line_and_a_lone_one_in_its_own(monkeypatch):
+    study = study_of()
+    lines = io.StringIO()
+    view = Progress(study, 30, ["val_acc"], stream=lines)
+    study.add_trial(rejected(2_912))  # trial 0, alone: told when trial 1's line comes
+    study.add_trial(trial(TrialState.COMPLETE, 0.9))
+    view.poll()
+    for params_over, macs_over in [(44_050, 9_417_652), (-100, 387_484), (4_776, -1), (10_048, 910_690)]:
+        study.add_trial(rejected(params_over, macs_over))  # trials 2-5
+    view.poll()
+    assert len(lines.getvalue().splitlines()) == 2  # the burst is held while it may go on
+    study.add_trial(trial(TrialState.PRUNED))  # trial 6
+    study.add_trial(rejected(1))  # trial 7, then a quiet spell: told alone at the next poll after it
+    view.poll()
+    monkeypatch.setattr("optuna_sweeper.progress.BURST_QUIET_S", 0.0)
+    view.poll()
+    study.add_trial(rejected(5))
+    study.add_trial(rejected(6))  # trials 8 and 9, held until the view stops
+    view.stop()
+    told = lines.getvalue().splitlines()
+    assert [line.split("]")[1].split(" over budget")[0].split(" | ")[0] for line in told] == [
+        " trial 0 REJECTED n_params=22,912",
+        " trial 1 COMPLETE val_acc=0.9",
+        " trials 2-5 REJECTED (4, untrained)",
+        " trial 6 PRUNED val_acc=0.4 at step 1",
+        " trial 7 REJECTED n_params=20,001",
+        " trials 8-9 REJECTED (2, untrained)",
+    ]
+    assert told[0].startswith("[ 0/30]") and "over budget: params by 2,912 | 0m" in told[0]  # no best before trial 1
+    assert "over budget: params (3) by 4,776 to 44,050, macs (3) by 387,484 to 9,417,652 | best 0.9" in told[2]
+    assert told[2].startswith("[ 1/30]") and told[3].startswith("[ 2/30]")
+    assert "over budget: params (2) by 5 to 6 | best" in told[5]
+
+
 # ------------------------------------------------------------------ objective values
 @pytest.mark.parametrize(
     ("outcome", "n_directions", "values", "problem"),
