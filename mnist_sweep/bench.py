@@ -19,25 +19,23 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision import datasets, transforms
 
 from mnist_sweep.config import CONF, TrainerConfig, register_configs, validate
-from mnist_sweep.data import load_data, locate
+from mnist_sweep.data import load_data
 from mnist_sweep.engine import LRSchedule, train_one_epoch
 from mnist_sweep.errors import refused_in_one_paragraph
-from mnist_sweep.models import count_parameters, with_torch_kernels
+from mnist_sweep.models import count_parameters
 from mnist_sweep.runtime import autocast_dtype, cpu_has_native_bf16, prepare_model
+from mnist_sweep.seed_style import seed_style_dataset, sgd, time_seed_style_epoch
 
 PROJECT = "project (tensors on device)"
 TORCH_KERNELS = "project, torch's BN + dropout"
@@ -94,16 +92,6 @@ def compose_config(args: argparse.Namespace):
         )
 
 
-def seed_style_model(cfg, device: torch.device) -> torch.nn.Module:
-    """The same net in torch's stock layers, NCHW, as a seed notebook builds it."""
-    torch.manual_seed(0)
-    return with_torch_kernels(instantiate(cfg.model.net)).to(device)
-
-
-def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-
 @dataclasses.dataclass
 class ProjectPipeline:
     """The project's side, built once and trained epoch after epoch (an epoch's speed does not depend on the
@@ -130,40 +118,6 @@ def time_project_epoch(pipeline: ProjectPipeline, cfg, data, device: torch.devic
     augment = instantiate(cfg.augmentation).to(device)
     start = time.perf_counter()
     train_one_epoch(pipeline.model, data, optimizer, schedule, augment, pipeline.settings, desc="project")
-    return time.perf_counter() - start
-
-
-def seed_style_dataset(cfg, images: int) -> Subset:
-    """torchvision.datasets.MNIST exactly as the seeds build it. It needs the extracted files beside the .gz, so
-    the verified .gz files are linked into a scratch root and torchvision extracts them there (no network)."""
-    folder = locate(cfg.dataset.name, cfg.dataset.root, list(cfg.dataset.extra_dirs), allow_download=False)
-    scratch = Path(tempfile.mkdtemp(prefix="mnist_bench_")) / "MNIST" / "raw"
-    scratch.mkdir(parents=True)
-    for gz in folder.glob("*.gz"):
-        (scratch / gz.name).symlink_to(gz.resolve())
-    transform = transforms.Compose(
-        [
-            transforms.RandomRotation((-7.0, 7.0), fill=(1,)),
-            transforms.ToTensor(),
-            transforms.Normalize((0.1307,), (0.3081,)),
-        ]
-    )
-    full = datasets.MNIST(str(scratch.parents[1]), train=True, download=True, transform=transform)
-    return Subset(full, range(images))
-
-
-def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
-    model = seed_style_model(cfg, device)
-    optimizer = sgd(model)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
-    model.train()
-    start = time.perf_counter()
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
     return time.perf_counter() - start
 
 
