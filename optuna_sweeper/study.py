@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -177,6 +178,22 @@ def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial)
     study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     defining = {k: trial.user_attrs[k] for k in DEFINING if k in trial.user_attrs}
     study.enqueue_trial(trial.params, user_attrs={Attr.RETRY_OF: trial.number, **defining})
+
+
+# The study attr holding stage 1's deadline (unix time; hydra.sweeper.stage_one_minutes) for every command on it.
+STAGE_ONE_DEADLINE = "stage_one_deadline"
+
+
+def shared_deadline(study: optuna.Study, own: float) -> float:
+    """Stage 1's deadline for a command that starts on this study with stage_one_minutes: the one another command
+    recorded (a sibling task of a SLURM job array, a second host), while it is still ahead, so that they all stop
+    together; else the command's own (from its start), recorded for the others. A command run again after the
+    deadline passed so gets a fresh one. Two commands starting within the same second may each keep their own."""
+    recorded = study.user_attrs.get(STAGE_ONE_DEADLINE)
+    if isinstance(recorded, (int, float)) and recorded > time.time():
+        return float(recorded)
+    study.set_user_attr(STAGE_ONE_DEADLINE, own)
+    return own
 
 
 # A queued trial is named by the process that takes it one storage write after it turns RUNNING (a new trial is

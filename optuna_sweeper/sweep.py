@@ -4,6 +4,7 @@ the same code with hydra.sweeper.worker_id > 0 and leaves the summary to the com
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from optuna_sweeper.publish import BestTrial, publish
 from optuna_sweeper.settings import Resolved, pid_on_this_host, resolve, worker_name
 from optuna_sweeper.space import SearchSpace, first_value, override_text, parse_search_space
 from optuna_sweeper.storage import redact
-from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, worker_alive
+from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, shared_deadline, worker_alive
 from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
 from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, listen_for_stop
@@ -96,6 +97,11 @@ class SweepCommand:
 
             check_server(tracking_uri(self.config.tracking))
         study = open_study(run, settings.sampler, self.space)
+        if run.stage_one_deadline is not None and settings.stage_one_deadline is None:  # not given by the command
+            own, deadline = run.stage_one_deadline, shared_deadline(study, run.stage_one_deadline)
+            run = self.run = dataclasses.replace(run, stage_one_deadline=deadline)
+            if deadline != own:
+                log.info("Stage 1's deadline is the one another command on this study set (it is still ahead)")
         # Loaded after the cheap checks: the app's functions may import a deep-learning framework.
         counter = load_callable(settings.param_counter, "param_counter")
         loop = TrialLoop(

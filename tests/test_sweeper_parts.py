@@ -37,7 +37,7 @@ from optuna_sweeper.settings import (
 )
 from optuna_sweeper.space import SearchSpace, encode_param, override_key, override_text, parse_search_space
 from optuna_sweeper.storage import in_memory, redact, resolve_storage
-from optuna_sweeper.study import make_sampler
+from optuna_sweeper.study import STAGE_ONE_DEADLINE, make_sampler, shared_deadline
 from optuna_sweeper.summary import format_table, leaderboard_rows, summarise
 from optuna_sweeper.trials import objective_values
 from optuna_sweeper.workers import STOP_SIGNAL, listen_for_stop
@@ -305,6 +305,15 @@ def test_progress_tells_a_burst_of_rejections_in_one_line_and_a_lone_one_in_its_
     assert "over budget: params (3) by 4,776 to 44,050, macs (3) by 387,484 to 9,417,652 | best 0.9" in told[2]
     assert told[2].startswith("[ 1/30]") and told[3].startswith("[ 2/30]")
     assert "over budget: params (2) by 5 to 6 | best" in told[5]
+
+
+def test_stage_one_deadline_is_shared_while_it_is_ahead_and_renewed_once_it_has_passed():
+    study = study_of()
+    now = time.time()
+    assert shared_deadline(study, now + 60) == now + 60  # the first command: its own, recorded
+    assert shared_deadline(study, now + 300) == now + 60  # another on the same study, while it is ahead
+    study.set_user_attr(STAGE_ONE_DEADLINE, now - 1)  # passed: a command run again gets a fresh one
+    assert shared_deadline(study, now + 300) == now + 300 == study.user_attrs[STAGE_ONE_DEADLINE]
 
 
 # ------------------------------------------------------------------ objective values

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from optuna_sweeper.finalists import finalist_study_name
 from optuna_sweeper.outcomes import Attr, Outcome, count, outcome_of
+from optuna_sweeper.study import STAGE_ONE_DEADLINE
 
 from .helpers import STUDY, launched, launched_finals, load, run_toy, start_toy
 
@@ -118,11 +119,30 @@ def test_stage_one_minutes_stops_every_worker_at_one_deadline_and_stage_two_stil
     starts = [t.datetime_start.timestamp() for t in stage_one.trials]
     assert max(starts) <= min(starts) + 45
     assert len({t.user_attrs[Attr.WORKER] for t in stage_one.trials}) == 2  # the worker stopped by the same clock
+    assert max(starts) <= stage_one.user_attrs[STAGE_ONE_DEADLINE] <= min(starts) + 45  # recorded for other commands
     assert "Stage 1 stops starting trials at" in result.stdout + result.stderr
     assert len(stage_two.trials) == 2 and all(outcome_of(r) == Outcome.COMPLETE for r in stage_two.trials)
     assert {j["epochs"] for j in launched_finals(tmp_path).values()} == {6}  # in full, past the deadline
     assert f"Stage 1 stopped at hydra.sweeper.stage_one_minutes=0.75 with {counted} of n_trials=500" in (result.stdout)
     assert "Winner (best mean stage-2 val_acc)" in result.stdout
+
+
+def test_a_second_command_on_the_study_stops_stage_one_at_the_first_ones_deadline(tmp_path):
+    """As the tasks of a SLURM job array do: each is a sweep command of its own, started when the cluster gets to
+    it, and all stop stage 1 at the deadline of the first (not 5 minutes after the second started)."""
+    args = ["hydra.sweeper.n_trials=500", "hydra.sweeper.n_workers=1", "epochs=3", "epoch_seconds=0.1"]
+    first = start_toy(*args, "hydra.sweeper.stage_one_minutes=0.5", "hydra.sweeper.command_index=0", cwd=tmp_path)
+    wait_until = time.time() + 60
+    while not (tmp_path / "jobs").is_dir() and time.time() < wait_until:  # its deadline is recorded by then
+        time.sleep(0.2)
+    second = run_toy(*args, "hydra.sweeper.stage_one_minutes=5", "hydra.sweeper.command_index=1", cwd=tmp_path)
+    assert first.wait(timeout=120) == 0 and second.returncode == 0, second.stderr[-2000:]
+    study = load(tmp_path)
+    deadline = study.user_attrs[STAGE_ONE_DEADLINE]
+    by_worker = Counter(t.user_attrs[Attr.WORKER] for t in study.trials)
+    assert len(by_worker) == 2, by_worker  # both commands ran trials
+    assert max(t.datetime_start.timestamp() for t in study.trials) <= deadline
+    assert "Stage 1's deadline is the one another command on this study set" in second.stdout + second.stderr
 
 
 def test_a_rerun_after_a_kill_in_stage_two_finishes_it_without_redoing_a_run(tmp_path):
