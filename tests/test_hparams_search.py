@@ -151,6 +151,21 @@ def test_the_fashion_architecture_search_fixes_the_hand_nets_recipe_and_queues_n
     assert "trainer.epochs=40" in cfg.hydra.sweeper.finalists.overrides
 
 
+def test_the_long_stage_one_fashion_search_trains_stage_one_25_epochs_judged_at_3_and_9():
+    """hparams_search/fashion_long_stage1: fashion_architecture (recipe, space, mirror, 40-epoch finalists) with
+    stage 1 on 25 epochs and its rungs at 3 and 9 (successive halving: min_resource 3, reduction factor 3; 27 is past
+    the last epoch, which is never a rung)."""
+    cfg = compose_config("hydra/sweeper=optuna", "+hparams_search=fashion_long_stage1", with_hydra=True)
+    base = compose_config("hydra/sweeper=optuna", "+hparams_search=fashion_architecture", with_hydra=True)
+    assert (cfg.trainer.epochs, base.trainer.epochs) == (25, 15)
+    pruner = cfg.hydra.sweeper.pruner
+    assert (pruner.min_resource, pruner.reduction_factor, pruner.min_early_stopping_rate) == (3, 3, 0)
+    assert cfg.hydra.sweeper.params == base.hydra.sweeper.params
+    assert cfg.hydra.sweeper.finalists == base.hydra.sweeper.finalists  # 40 epochs, over seeds 2, 3, 4
+    assert "trainer.epochs=40" in cfg.hydra.sweeper.finalists.overrides
+    assert (cfg.dataset.name, cfg.budget.max_params, cfg.budget.max_macs) == ("fashion_mnist", 20000, 4000000)
+
+
 @pytest.mark.slow
 def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp_path, mnist_root):
     conf = tmp_path / "user_conf" / "hparams_search"
