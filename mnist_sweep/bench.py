@@ -185,12 +185,14 @@ def main() -> None:
     torch_kernels = ProjectPipeline.build(cfg, device, torch_kernels=True)
     for pipeline in (project, torch_kernels):  # warm-up: allocator, oneDNN primitive caches, compilation
         time_project_epoch(pipeline, cfg, data, device)
-    time_seed_style_epoch(cfg, Subset(seed_data.dataset, range(args.batch_size * 4)), args, device)
+    warm_up = Subset(seed_data.dataset, range(args.batch_size * 4))
+    time_seed_style_epoch(cfg, warm_up, args.batch_size, args.workers, device)
     rates = {PROJECT: [], TORCH_KERNELS: [], SEED_STYLE: []}
     for _ in range(args.repeats):  # in turn, so that the machine's drift hits all three alike
         rates[PROJECT].append(args.images / time_project_epoch(project, cfg, data, device))
         rates[TORCH_KERNELS].append(args.images / time_project_epoch(torch_kernels, cfg, data, device))
-        rates[SEED_STYLE].append(args.images / time_seed_style_epoch(cfg, seed_data, args, device))
+        seed_style_s = time_seed_style_epoch(cfg, seed_data, args.batch_size, args.workers, device)
+        rates[SEED_STYLE].append(args.images / seed_style_s)
     precision = "bf16" if autocast_dtype(cfg.trainer.amp, device) == torch.bfloat16 else "fp32"
     peaks = {"fp32": gemm_peak(torch.float32, device)}
     # Emulated bf16 (no AVX512-BF16, no AMX) is no peak to measure against, and its six 2048x2048 products alone

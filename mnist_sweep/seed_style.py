@@ -48,10 +48,11 @@ def seed_style_dataset(cfg, images: int) -> Subset:
     return Subset(full, range(images))
 
 
-def time_seed_style_epoch(cfg, dataset, args, device: torch.device) -> float:
+def time_seed_style_epoch(cfg, dataset, batch_size: int, workers: int, device: torch.device) -> float:
+    """Seconds to train a fresh seed-style model for one pass over dataset (workers: the DataLoader's)."""
     model = seed_style_model(cfg, device)
     optimizer = sgd(model)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
     model.train()
     start = time.perf_counter()
     for images, labels in loader:
