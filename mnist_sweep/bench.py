@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mnist_sweep.config import CONF, TrainerConfig, register_configs, validate
 from mnist_sweep.data import load_data
 from mnist_sweep.engine import LRSchedule, train_one_epoch
-from mnist_sweep.errors import refused_in_one_paragraph
+from mnist_sweep.errors import at_least, refused_in_one_paragraph
 from mnist_sweep.models import count_parameters
 from mnist_sweep.runtime import autocast_dtype, cpu_has_native_bf16, prepare_model
 from mnist_sweep.seed_style import seed_style_dataset, sgd, time_seed_style_epoch
@@ -41,21 +41,6 @@ PROJECT = "project (tensors on device)"
 TORCH_KERNELS = "project, torch's BN + dropout"
 SEED_STYLE = "seed-style (DataLoader + PIL)"
 FULL_EPOCH = 55_000  # training images per epoch with the default 5,000-image validation split
-
-
-def at_least(minimum: int):
-    """An argparse type: an integer no smaller than minimum (argparse then answers a bad value in one line)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def parse_args() -> argparse.Namespace:

@@ -40,11 +40,14 @@ import yaml
 from mlflow.tracking import MlflowClient
 from scipy.stats import spearmanr
 
+from mnist_sweep.errors import at_least
 from mnist_sweep.halving_replay import SETTINGS, replay
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mnist_sweep.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--study", required=True, help="the Optuna study name (MLflow tag optuna_study)")
     p.add_argument("--experiment", default="mnist_sweep")
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
@@ -57,7 +60,7 @@ def parse_args() -> argparse.Namespace:
         default=["trainer.epoch_fraction"],
         help="params in which the two studies' protocols differ, left out when pairing recipes",
     )
-    p.add_argument("--top-k", type=int, default=2, help="stage 2's finalists (hydra.sweeper.finalists.top_k)")
+    p.add_argument("--top-k", type=at_least(1), default=2, help="stage 2's finalists (hydra.sweeper.finalists.top_k)")
     p.add_argument("--write-replay-config", metavar="FILE", help="write a search config retraining --study's recipes")
     p.add_argument("--storage", default="optuna_journal.log", help="--study's Optuna storage (journal file or URL)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fixed params of the replay config")

@@ -5,6 +5,7 @@ measuring tools (mnist_sweep.bench, mnist_sweep.profile), through refused_in_one
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,3 +42,18 @@ def refused_in_one_paragraph(tool: str, overrides: list[str]) -> Iterator[None]:
     except UserError as exc:
         print(f"{tool}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than minimum (argparse then answers a bad value in one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse

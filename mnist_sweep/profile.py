@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 
 from mnist_sweep.config import CONF
+from mnist_sweep.errors import at_least
 
 DEFAULT_OVERRIDES = ["experiment=fast"]
 
@@ -62,8 +63,10 @@ FORWARD_PREFIX = "forward: "
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=20_000, help="training images in the profiled epoch (20000)")
+    p = argparse.ArgumentParser(
+        prog="mnist_sweep.profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--images", type=at_least(1), default=20_000, help="training images in the profiled epoch (20000)")
     p.add_argument("--no-run", action="store_true", help="only the epoch profile, not the whole-run phases")
     p.add_argument("overrides", nargs="*", help=f"a run's overrides (default: {' '.join(DEFAULT_OVERRIDES)})")
     return p.parse_args()

@@ -82,6 +82,8 @@ def test_profile_charges_the_epoch_to_layers_and_the_run_to_its_phases(tmp_path,
         ("bench", ["dataset.download=false"], "mnist files not found"),
         ("profile", ["--no-run", "trainer.batch_size=0"], "trainer.batch_size must be at least 1"),
         ("profile", ["--no-run", "dataset.download=false"], "mnist files not found"),
+        ("profile", ["--images", "0"], "argument --images: must be at least 1, got 0"),
+        ("calibrate", ["--study", "s", "--top-k", "0"], "argument --top-k: must be at least 1, got 0"),
     ],
 )
 def test_the_measuring_tools_refuse_bad_input_in_one_paragraph(tool, arguments, expected, tmp_path, request):
