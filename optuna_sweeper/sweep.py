@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.override_parser.types import Transformer
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
@@ -34,7 +33,13 @@ from optuna_sweeper.storage import redact
 from optuna_sweeper.study import enqueue_warm_start, open_study, pruner_config, shared_deadline, worker_alive
 from optuna_sweeper.summary import summarise
 from optuna_sweeper.trials import TrialLoop
-from optuna_sweeper.workers import INTERRUPT_GRACE_S, WorkerPool, ignore_further_interrupts, listen_for_stop
+from optuna_sweeper.workers import (
+    INTERRUPT_GRACE_S,
+    WorkerPool,
+    ignore_further_interrupts,
+    listen_for_stop,
+    worker_overrides,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -144,7 +149,9 @@ class SweepCommand:
         self.progress = self.watch(study, settings.n_trials, run.objectives, deadline=run.stage_one_deadline)
         try:
             if run.n_workers > 1 and not run.is_worker:
-                self.workers.start(run.n_workers - 1, run.sweep_dir, self.worker_overrides(loop))
+                self.workers.start(
+                    run.n_workers - 1, run.sweep_dir, worker_overrides(run, self.passwordless, loop.runs)
+                )
             if run.is_worker:
                 listen_for_stop(pid_on_this_host(run.sweep_id) or os.getppid())
             loop.run_until_done()
@@ -168,7 +175,7 @@ class SweepCommand:
             if self.progress is not None:
                 self.progress.stop()
             self.finish(loop, status, export)
-        self.check_workers_succeeded()
+        self.workers.raise_if_any_failed()
         return loop.returns
 
     def run_stage_two(self, stage_one: TrialLoop) -> None:
@@ -226,25 +233,6 @@ class SweepCommand:
         """A parent run per sweep and a child run per trial, when asked for and the app has a `tracking` node."""
         return bool(self.settings.mlflow) and self.config.get("tracking") is not None
 
-    def worker_overrides(self, loop: TrialLoop) -> Callable[[int], list[str]]:
-        def overrides(number: int) -> list[str]:
-            # The sweep dir as resolved here: in the worker, ${now:...} would give the worker's own start time.
-            extra = [
-                *self.passwordless,  # instead of the command line's URLs with a password (given in the env)
-                "hydra.sweeper.n_workers=1",
-                f"hydra.sweeper.worker_id={number}",
-                f"hydra.sweeper.sweep_id={Transformer.str(self.run.sweep_id)}",
-                f"hydra.sweep.dir={Transformer.str(str(self.run.sweep_dir))}",
-                *(
-                    [f"hydra.sweeper.stage_one_deadline={self.run.stage_one_deadline!r}"]
-                    if self.run.stage_one_deadline
-                    else []
-                ),
-            ]
-            return extra + ([f"hydra.sweeper.parent_run_id='{loop.runs.parent_id}'"] if loop.runs else [])
-
-        return overrides
-
     def exporter(self, app_exporter: Callable | None) -> Callable | None:
         """The app's exporter: fn(cfg, best) -> the path it wrote, where cfg is the best trial's composed config
         and best a publish.BestTrial."""
@@ -285,17 +273,6 @@ class SweepCommand:
             ]
         out_dir = Path(self.settings.export_dir) if self.settings.export_dir else None
         publish(summary, loop.study, run.objectives, run.sweep_dir, status, export, loop.runs, out_dir)
-
-    def check_workers_succeeded(self) -> None:
-        failed = self.workers.failed()
-        if failed:
-            which = [
-                f"worker {w.number} exited with status {w.process.returncode} (its log: {w.log_path})" for w in failed
-            ]
-            raise SweepError(
-                f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
-                "are kept in the study; fix the cause and re-run to continue."
-            )
 
 
 def load_callable(path: str | None, what: str):

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna_sweeper.settings import worker_name
+from hydra.core.override_parser.types import Transformer
+
+from optuna_sweeper.errors import SweepError
+from optuna_sweeper.settings import Resolved, worker_name
 from optuna_sweeper.space import override_key
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,17 @@ class WorkerPool:
     def failed(self) -> list[Worker]:
         return [w for w in self.workers if w.process.returncode not in (0, None)]
 
+    def raise_if_any_failed(self) -> None:
+        failed = self.failed()
+        if failed:
+            which = [
+                f"worker {w.number} exited with status {w.process.returncode} (its log: {w.log_path})" for w in failed
+            ]
+            raise SweepError(
+                f"{len(failed)} worker process(es) of this sweep failed: {'; '.join(which)}. Their finished trials "
+                "are kept in the study; fix the cause and re-run to continue."
+            )
+
     def wait_all(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         for worker in self.workers:
@@ -132,6 +146,25 @@ class WorkerPool:
             # None: a handler installed outside Python; the default is the closest we can restore.
             signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous_sigterm is None else self.previous_sigterm)
             self.sigterm_installed = False
+
+
+def worker_overrides(run: Resolved, passwordless: list[str], sweep_runs: Any) -> Callable[[int], list[str]]:
+    """What worker `number` adds to the command line: this command's study, sweep dir and deadline, as resolved
+    here, and the MLflow sweep run its trial runs nest under (sweep_runs: mlflow_runs.SweepRuns, or None)."""
+
+    def overrides(number: int) -> list[str]:
+        # The sweep dir as resolved here: in the worker, ${now:...} would give the worker's own start time.
+        extra = [
+            *passwordless,  # instead of the command line's URLs with a password (given in the env)
+            "hydra.sweeper.n_workers=1",
+            f"hydra.sweeper.worker_id={number}",
+            f"hydra.sweeper.sweep_id={Transformer.str(run.sweep_id)}",
+            f"hydra.sweep.dir={Transformer.str(str(run.sweep_dir))}",
+            *([f"hydra.sweeper.stage_one_deadline={run.stage_one_deadline!r}"] if run.stage_one_deadline else []),
+        ]
+        return extra + ([f"hydra.sweeper.parent_run_id='{sweep_runs.parent_id}'"] if sweep_runs else [])
+
+    return overrides
 
 
 def this_command(replacing: set[str]) -> list[str]:
