@@ -1,7 +1,8 @@
 """Errors caused by what the user asked for (a bad override, missing data, a model over budget).
 
 The entry point prints these as one paragraph and exits non-zero instead of showing a traceback; so do the
-measuring tools (mnist_sweep.bench, mnist_sweep.profile), through refused_in_one_paragraph."""
+measuring tools (mnist_sweep.bench, mnist_sweep.profile), through refused_in_one_paragraph. Their integer flags
+(and calibrate's) refuse an out-of-range number at parse time, in argparse's one line, through at_least."""
 
 from __future__ import annotations
 
