@@ -149,8 +149,9 @@ class SweepCommand:
         self.progress = self.watch(study, settings.n_trials, run.objectives, deadline=run.stage_one_deadline)
         try:
             if run.n_workers > 1 and not run.is_worker:
+                parent_run_id = loop.runs.parent_id if loop.runs else None
                 self.workers.start(
-                    run.n_workers - 1, run.sweep_dir, worker_overrides(run, self.passwordless, loop.runs)
+                    run.n_workers - 1, run.sweep_dir, worker_overrides(run, self.passwordless, parent_run_id)
                 )
             if run.is_worker:
                 listen_for_stop(pid_on_this_host(run.sweep_id) or os.getppid())

@@ -148,9 +148,9 @@ class WorkerPool:
             self.sigterm_installed = False
 
 
-def worker_overrides(run: Resolved, passwordless: list[str], sweep_runs: Any) -> Callable[[int], list[str]]:
+def worker_overrides(run: Resolved, passwordless: list[str], parent_run_id: str | None) -> Callable[[int], list[str]]:
     """What worker `number` adds to the command line: this command's study, sweep dir and deadline, as resolved
-    here, and the MLflow sweep run its trial runs nest under (sweep_runs: mlflow_runs.SweepRuns, or None)."""
+    here, and the MLflow sweep run its trial runs nest under (None: no MLflow)."""
 
     def overrides(number: int) -> list[str]:
         # The sweep dir as resolved here: in the worker, ${now:...} would give the worker's own start time.
@@ -162,7 +162,7 @@ def worker_overrides(run: Resolved, passwordless: list[str], sweep_runs: Any) ->
             f"hydra.sweep.dir={Transformer.str(str(run.sweep_dir))}",
             *([f"hydra.sweeper.stage_one_deadline={run.stage_one_deadline!r}"] if run.stage_one_deadline else []),
         ]
-        return extra + ([f"hydra.sweeper.parent_run_id='{sweep_runs.parent_id}'"] if sweep_runs else [])
+        return extra + ([f"hydra.sweeper.parent_run_id='{parent_run_id}'"] if parent_run_id else [])
 
     return overrides
 
