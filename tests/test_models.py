@@ -88,6 +88,18 @@ def test_fast_dropout_near_one_keeps_one_value_in_256():
     assert torch.isfinite(y).all() and set(y.unique().tolist()) <= {0.0, 256.0}
 
 
+def test_fast_dropout_below_half_a_step_drops_nothing_and_draws_nothing():
+    """p < 1/512 rounds to no dropped byte value: x comes back as it is, and the generator is not advanced (a mask
+    that drops nothing would cost as much as one that does)."""
+    x = torch.randn(4, 8, 6, 6)
+    torch.manual_seed(3)
+    assert Dropout(0.0019).train()(x) is x
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(torch.rand(1), after)
+    assert not torch.equal(Dropout(0.002).train()(torch.ones(64, 8, 26, 26)), torch.ones(64, 8, 26, 26))  # 1/256
+
+
 def test_fast_dropout_is_identity_in_eval_and_follows_the_seed():
     x = torch.randn(4, 8, 6, 6)
     assert torch.equal(Dropout(0.3).eval()(x), x)
