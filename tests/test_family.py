@@ -67,7 +67,7 @@ def test_the_warm_start_is_each_seed_exactly(index, seed, space):
         OmegaConf.update(cfg, key, value, merge=False)
     net = build_model(cfg.model)
     # gap8k's entry is experiment=fast's gap8k: dropout off
-    seed_model = compose_config(f"model={seed}", f"model.dropout={entry['dropout']}").model
+    seed_model = compose_config(f"model={seed}", f"model.dropout={entry.get('dropout', 0.0)}").model
     assert layers(net) == layers(build_model(seed_model))
 
 
@@ -190,7 +190,9 @@ def test_every_sampled_architecture_builds_and_asks_only_for_the_knobs_it_uses(s
                 k for k in trial.params if k.startswith(f"s{i}.w") and int(k[len(f"s{i}.w") :]) > len(stage["widths"])
             ]
         assert ("squeeze_act" in trial.params) == any(s["after"].startswith("squeeze") for s in stages)
-        assert ("dropout_at" in trial.params) == (o["model.dropout"] > 0)
+        # The rate and its place only when dropout is on; on, it drops at least 5 activations in 256.
+        assert ("dropout" in trial.params) == ("dropout_at" in trial.params) == trial.params["dropout_on"]
+        assert (o["model.dropout"] >= 0.02) == trial.params["dropout_on"] == (o["model.dropout"] > 0)
         study.tell(trial, 0.0)
 
 
