@@ -26,9 +26,9 @@ STAGES = (2, 3)
 MAX_CONVS = 4
 WIDTH_STEP = 2  # every seed width (8, 10, 16) is on this grid
 # Dropout is switched on or off first, and its rate asked for only when it is on. Drawn from [0, 0.15] with no
-# switch, TPE gave 68 of the 135 trials of the default sweep at commit 000e3ba rates under 0.02, which drop next to
-# nothing but pay for a whole mask (a one-thread epoch 1.15-1.20x slower: README, "Where the time goes"), and only a
-# seed had none. Rates from 0.02 (5 activations in 256) up.
+# switch, TPE gave 55 of the 100 trained trials of the default sweep at commit 000e3ba rates under 0.02 (of another
+# run's, 5), which drop next to nothing but pay for a whole mask (a one-thread epoch up to 1.15-1.20x slower:
+# README, "Where the time goes"), and only a seed had none. Rates from 0.02 (5 activations in 256) up.
 DROPOUT_RATE = (0.02, 0.15)
 
 

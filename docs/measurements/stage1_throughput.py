@@ -1,0 +1,44 @@
+"""Stage-1 throughput of sweeps, read from their Optuna journals (README, "Found by search": the default search at
+72e06b4 against 2126d08). Each argument is a sweep's launch directory (its optuna_journal.log). Prints per sweep:
+trained trials (complete + pruned; rejected ones never train), epochs trained, study wall (the first trial's start
+to the last one's end), trained trials and epochs per hour, and per dropout setting the median of a trial's seconds
+per epoch (its whole duration, fixed cost included, over its epochs).
+
+    python docs/measurements/stage1_throughput.py <launch dir>... [--study mnist_sweep-max_val_acc]
+"""
+
+import statistics
+import sys
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+args = sys.argv[1:]
+name = "mnist_sweep-max_val_acc"
+if "--study" in args:
+    name = args.pop(args.index("--study") + 1)
+    args.remove("--study")
+for d in args:
+    st = JournalStorage(JournalFileBackend(f"{d}/optuna_journal.log"))
+    study = optuna.load_study(study_name=name, storage=st)
+    trials = [t for t in study.trials if t.datetime_complete]
+    trained = [t for t in trials if not t.user_attrs.get("rejected") and t.state.name in ("COMPLETE", "PRUNED")]
+    wall = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    epochs = sum(len(t.intermediate_values) for t in trained)
+    complete = sum(t.state.name == "COMPLETE" for t in trained)
+    per_epoch = {}
+    for t in trained:
+        dropout = float(next(o for o in t.user_attrs["overrides"] if o.startswith("model.dropout=")).split("=")[1])
+        key = "dropout 0" if dropout == 0 else ("dropout <0.02" if dropout < 0.02 else "dropout >=0.02")
+        n = len(t.intermediate_values)
+        per_epoch.setdefault(key, []).append((t.datetime_complete - t.datetime_start).total_seconds() / n)
+    rejected = sum(bool(t.user_attrs.get("rejected")) for t in trials)
+    print(
+        f"{d}: trained {len(trained)} ({complete} complete + {len(trained) - complete} pruned), rejected {rejected}, "
+        f"epochs {epochs}, study wall {wall:.0f} s, trained trials/h {3600 * len(trained) / wall:.0f}, "
+        f"epochs/h {3600 * epochs / wall:.0f}"
+    )
+    for key, v in sorted(per_epoch.items()):
+        print(f"   {key}: {len(v)} trials, trial seconds per epoch median {statistics.median(v):.2f}")
