@@ -26,7 +26,7 @@ class Dropout(nn.Dropout):
     torch draws a CPU dropout mask one Bernoulli sample at a time (bernoulli_, ~5 ns per element), which measured
     about 30% of a gap8k training step. Here one random_ call fills 64 bits, read as eight 8-bit uniforms: drawing
     the bits is most of a mask's cost (mt19937), so a byte per element costs half of what 16 bits did. The drop
-    rate is p rounded to 1/256 (0.05 drops 13/256 = 5.08%; at most 255/256; under 1/512 none), and the kept
+    rate is p rounded to 1/256 (0.05 drops 13/256 = 5.08%; at most 255/256; none at 1/512 or less), and the kept
     activations are scaled by the inverse of that rate's complement, so the expectation is exact. Same torch
     generator (torch.manual_seed governs it). Other devices keep torch's own kernel.
     """
@@ -40,7 +40,7 @@ class Dropout(nn.Dropout):
         if x.device.type != "cpu" or not _is_dense(x):
             return super().forward(x)
         dropped = min(round(self.p * 256), 255)  # of every 256 byte values, this many drop (one value always keeps)
-        if dropped == 0:  # p < 1/512 drops nothing: no bits to draw (torch's generator is left where it was)
+        if dropped == 0:  # p <= 1/512 drops nothing: no bits to draw (torch's generator is left where it was)
             return x
         bits = torch.empty((x.numel() + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
         # Give the mask x's strides (a channels_last activation stays channels_last after the multiply).

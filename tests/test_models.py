@@ -89,7 +89,7 @@ def test_fast_dropout_near_one_keeps_one_value_in_256():
 
 
 def test_fast_dropout_below_half_a_step_drops_nothing_and_draws_nothing():
-    """p < 1/512 rounds to no dropped byte value: x comes back as it is, and the generator is not advanced (a mask
+    """p <= 1/512 rounds to no dropped byte value: x comes back as it is, and the generator is not advanced (a mask
     that drops nothing would cost as much as one that does)."""
     x = torch.randn(4, 8, 6, 6)
     torch.manual_seed(3)
