@@ -7,22 +7,21 @@ per epoch (its whole duration, fixed cost included, over its epochs).
     python docs/measurements/stage1_throughput.py <launch dir>... [--study mnist_sweep-max_val_acc]
 """
 
+import argparse
 import statistics
-import sys
 
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-args = sys.argv[1:]
-name = "mnist_sweep-max_val_acc"
-if "--study" in args:
-    name = args.pop(args.index("--study") + 1)
-    args.remove("--study")
-for d in args:
+parser = argparse.ArgumentParser(description="Stage-1 throughput of sweeps, from their Optuna journals.")
+parser.add_argument("launch_dirs", nargs="+", help="sweep launch directories (each holds optuna_journal.log)")
+parser.add_argument("--study", default="mnist_sweep-max_val_acc", help="the stage-1 study's name")
+args = parser.parse_args()
+for d in args.launch_dirs:
     st = JournalStorage(JournalFileBackend(f"{d}/optuna_journal.log"))
-    study = optuna.load_study(study_name=name, storage=st)
+    study = optuna.load_study(study_name=args.study, storage=st)
     trials = [t for t in study.trials if t.datetime_complete]
     trained = [t for t in trials if not t.user_attrs.get("rejected") and t.state.name in ("COMPLETE", "PRUNED")]
     wall = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
