@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig
 from mnist_sweep.errors import UserError
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+MAX_TTA_SHIFT = 4
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the config groups, for tools that compose without @hydra.main
 
 
@@ -47,10 +48,15 @@ class TrainerConfig:
     cpu_kernels: bool = True
     compile: bool = False  # torch.compile, torch's kernels: compiles in ~40 s, then ~2x slower than eager (README)
     ema_decay: float | None = None  # e.g. 0.999: validate, keep and test a moving average of the weights
-    # Test-time augmentation for mirror-symmetric classes (Fashion-MNIST, not digits): every evaluation, validation
-    # after each epoch and the one test, averages the logits of each image and of its left-right mirror. Twice the
-    # inference MACs; the logged model is the plain net, which a user's own code must mirror the same way.
+    # Test-time augmentation (models.EvalViews): every evaluation, validation after each epoch and the one test,
+    # averages each image's logits over views of it, at that many times the inference MACs; the logged MLflow model
+    # averages the same views (best.pt stays the plain net's weights).
+    # The left-right mirror, for mirror-symmetric classes (Fashion-MNIST, not digits):
     tta_flip: bool = False
+    # For digits: the image turned by each angle (degrees), e.g. [-7, -3.5, 3.5, 7] (the rotation augmentation's
+    # range), and moved tta_shift pixels right, left, down and up (4 views; 0: none). README, "Found by search".
+    tta_rotations: list[float] = field(default_factory=list)
+    tta_shift: int = 0
     # Knowledge distillation (mnist_sweep.distill): the model an earlier run logged, on the same dataset and split,
     # as runs:/<run_id>/model, models:/<name>/<version> or its folder; its softened predictions on each training
     # batch join the labels in the loss, with this weight and temperature.
@@ -147,6 +153,16 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.device must be auto, cpu, cuda[:N] or mps, got {t.device!r}",
         ),
         (t.ema_decay is None or 0 < t.ema_decay < 1, f"trainer.ema_decay must be in (0, 1) or null, got {t.ema_decay}"),
+        (
+            all(-180 <= r <= 180 and r != 0 for r in t.tta_rotations),
+            "trainer.tta_rotations must be angles in degrees within [-180, 180], none of them 0 (the image itself is "
+            f"always a view), got {list(t.tta_rotations)}",
+        ),
+        (
+            0 <= t.tta_shift <= MAX_TTA_SHIFT,
+            f"trainer.tta_shift must be 0 (off) to {MAX_TTA_SHIFT} pixels (a digit's frame has a 4-pixel margin; "
+            f"further, strokes leave the image), got {t.tta_shift}",
+        ),
         (t.amp in AMP_CHOICES, f"trainer.amp must be one of {list(AMP_CHOICES)}, got {t.amp!r}"),
         (0 < t.distill_weight <= 1, f"trainer.distill_weight must be in (0, 1], got {t.distill_weight}"),
         (t.distill_temperature > 0, f"trainer.distill_temperature must be > 0, got {t.distill_temperature}"),

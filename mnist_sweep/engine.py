@@ -19,7 +19,7 @@ from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
 from mnist_sweep.distill import distillation_loss
 from mnist_sweep.errors import DivergedError
-from mnist_sweep.models import MirrorAveraged
+from mnist_sweep.models import PLAIN, EvalViews
 from mnist_sweep.runtime import autocast
 
 
@@ -156,21 +156,27 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module, split: Split, mean: float, std: float, batch_size: int, amp: str = "off", tta_flip: bool = False
+    model: nn.Module,
+    split: Split,
+    mean: float,
+    std: float,
+    batch_size: int,
+    amp: str = "off",
+    views: EvalViews = PLAIN,
 ) -> torch.Tensor:
-    """Logits for the whole split, in large batches and without autograd bookkeeping; with tta_flip, the mean of each
-    image's logits and its left-right mirror's (trainer.tta_flip)."""
+    """Logits for the whole split, in large batches and without autograd bookkeeping; with views beyond the image
+    itself (trainer.tta_*), each image's logits averaged over them."""
     model.eval()
-    net = MirrorAveraged(model) if tta_flip else model
+    net = views.wrap(model)
     with autocast(split.labels.device, amp):
         chunks = [net(normalise(split.images[i : i + batch_size], mean, std)) for i in range(0, len(split), batch_size)]
     return torch.cat(chunks).float()
 
 
 def evaluated_logits(model: nn.Module, split: Split, data: Data, trainer: TrainerConfig) -> torch.Tensor:
-    """predict with the trainer's evaluation settings (batch size, precision, mirror): validation and the one test
-    read them here, so that a setting cannot reach one and miss the other."""
-    return predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp, trainer.tta_flip)
+    """predict with the trainer's evaluation settings (batch size, precision, test-time views): validation and the
+    one test read them here, so that a setting cannot reach one and miss the other."""
+    return predict(model, split, data.mean, data.std, trainer.eval_batch_size, trainer.amp, EvalViews.of(trainer))
 
 
 def evaluate(model: nn.Module, split: Split, data: Data, trainer: TrainerConfig) -> tuple[float, float]:

@@ -3,9 +3,12 @@ data (a list of blocks) rather than a class per seed project."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnist_sweep.batchnorm import BatchNorm2d
@@ -155,17 +158,74 @@ class Net(nn.Sequential):
         return f"crop={self.crop}" if self.crop is not None else ""
 
 
-class MirrorAveraged(nn.Module):
-    """The net's logits averaged over each image and its left-right mirror (trainer.tta_flip): how a run with the
-    mirror validates and tests, as one module, so that the MLflow model it logs serves the accuracy it reports.
-    No parameters of its own; the net's state_dict keys gain the prefix "net."."""
+@dataclass(frozen=True)
+class EvalViews:
+    """Which views of each image an evaluation averages (test-time augmentation, trainer.tta_*): the image itself
+    always; its left-right mirror (tta_flip, for mirror-symmetric classes such as clothes); the image turned by each
+    angle in `rotations` (degrees); and with `shift` = n, moved n pixels right, left, down and up (for digits:
+    the training augmentation's rotations and the small shifts a digit's position varies by)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    mirror: bool = False
+    rotations: tuple[float, ...] = ()
+    shift: int = 0
+
+    @classmethod
+    def of(cls, trainer) -> EvalViews:
+        return cls(bool(trainer.tta_flip), tuple(float(r) for r in trainer.tta_rotations), int(trainer.tta_shift))
+
+    @property
+    def count(self) -> int:
+        return 1 + self.mirror + len(self.rotations) + (4 if self.shift else 0)
+
+    def describe(self) -> str:
+        parts = ["the image"]
+        if self.mirror:
+            parts.append("its mirror")
+        if self.rotations:
+            parts.append("turned by " + ", ".join(f"{r:+g}" for r in self.rotations) + " degrees")
+        if self.shift:
+            parts.append(f"moved {self.shift} pixel{'s' if self.shift > 1 else ''} each way")
+        return ", ".join(parts)
+
+    def wrap(self, net: nn.Module) -> nn.Module:
+        """The net as evaluations see it: itself, or the average over these views."""
+        return ViewAveraged(net, self) if self.count > 1 else net
+
+
+PLAIN = EvalViews()  # the image alone: how every evaluation runs unless trainer.tta_* asks for more
+
+
+class ViewAveraged(nn.Module):
+    """The net's logits averaged over views of each image (EvalViews): how a run with test-time views validates and
+    tests, as one module, so that the MLflow model it logs serves the accuracy it reports. No parameters of its
+    own; the net's state_dict keys gain the prefix "net.". It takes the normalised image; rotated and shifted views
+    extend the image's edge pixels into the corners they uncover (for MNIST-like images that is the background, as
+    the training augmentation's fill is), so the module needs no normalisation constants."""
+
+    def __init__(self, net: nn.Module, views: EvalViews) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.views = net, views
+        # affine_grid maps output to input coordinates: the inverse rotation, as in augment.RandomAffine
+        angles = torch.tensor(views.rotations, dtype=torch.float32) * (math.pi / 180)
+        cos, sin, zero = torch.cos(angles), torch.sin(angles), torch.zeros_like(angles)
+        thetas = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)
+        self.register_buffer("thetas", thetas, persistent=False)  # [rotations, 2, 3]; not in the state_dict
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.net(x) + self.net(x.flip(-1))) / 2
+        total = self.net(x)
+        if self.views.mirror:
+            total = total + self.net(x.flip(-1))
+        for i in range(len(self.views.rotations)):
+            theta = self.thetas[i].to(x.dtype).expand(x.shape[0], 2, 3)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            turned = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            total = total + self.net(turned)
+        if s := self.views.shift:
+            h, w = x.shape[-2:]
+            padded = F.pad(x, (s, s, s, s), mode="replicate")
+            for dy, dx in ((0, s), (0, -s), (s, 0), (-s, 0)):
+                total = total + self.net(padded[..., s + dy : s + dy + h, s + dx : s + dx + w])
+        return total / self.views.count
 
 
 def with_torch_kernels(model: nn.Module) -> nn.Module:

@@ -28,7 +28,7 @@ from mnist_sweep import report
 from mnist_sweep.data import Data
 from mnist_sweep.engine import EpochMetrics, FitResult
 from mnist_sweep.errors import UserError
-from mnist_sweep.models import MirrorAveraged
+from mnist_sweep.models import PLAIN, EvalViews
 from mnist_sweep.sources import SOURCES
 
 log = logging.getLogger(__name__)
@@ -237,15 +237,15 @@ def log_figures(result: FitResult, data: Data, test_preds: torch.Tensor | None) 
         report.close(fig)
 
 
-def log_checkpoint(model: torch.nn.Module, out_dir: Path, as_mlflow_model: bool, mirrored: bool = False) -> Path:
+def log_checkpoint(model: torch.nn.Module, out_dir: Path, as_mlflow_model: bool, views: EvalViews = PLAIN) -> Path:
     """The model's weights as checkpoints/best.pt, and optionally as an MLflow model that loads back on its own.
-    mirrored (trainer.tta_flip): the MLflow model averages each image with its mirror, as the run's validation and
+    views (trainer.tta_*): the MLflow model averages each image's logits over them, as the run's validation and
     test did, so that it serves the accuracy the run reports; best.pt stays the plain net's weights."""
     path = out_dir / "best.pt"
     torch.save(model.state_dict(), path)
     mlflow.log_artifact(str(path), "checkpoints")
     if as_mlflow_model:
-        model = MirrorAveraged(model) if mirrored else model
+        model = views.wrap(model)
         with warnings.catch_warnings():
             # torch.export warns about a deprecated internal default it uses itself: nothing the user can act on.
             warnings.simplefilter("ignore", UserWarning)

@@ -24,7 +24,7 @@ from mnist_sweep.data import load_data
 from mnist_sweep.distill import load_teacher
 from mnist_sweep.engine import LRSchedule, epoch_images, evaluated_logits, fit
 from mnist_sweep.errors import BudgetError, UserError
-from mnist_sweep.models import IMAGE_SIZE, count_parameters
+from mnist_sweep.models import IMAGE_SIZE, PLAIN, EvalViews, count_parameters
 from mnist_sweep.runtime import prepare_model, warn_if_emulated
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class RunResult:
     ui_link: str = ""
 
     macs: int = 0  # multiply-accumulates per image (torchinfo)
-    mirrored: bool = False  # trainer.tta_flip: validated and tested with each image's mirror, at twice the MACs
+    views: EvalViews = PLAIN  # trainer.tta_*: validated and tested on these views of each image, at that many MACs
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds of each phase (Stopwatch)
 
     @property
@@ -199,7 +199,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         watch.lap("test")
         tracking.log_figures(result, data, test_preds)
         watch.lap("figures")
-        tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model, mirrored=settings.tta_flip)
+        tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model, EvalViews.of(settings))
         watch.lap("checkpoint")
         wall_seconds = time.perf_counter() - started
         tracking.log_timing(wall_seconds, watch.phases)
@@ -217,7 +217,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         tracking.ui_link(run),
         macs=macs,
         phases=watch.phases,
-        mirrored=settings.tta_flip,
+        views=EvalViews.of(settings),
     )
     if cfg.get("optuna") is None:
         print_summary(outcome, result.images_per_second)
@@ -266,6 +266,7 @@ def fixed_cost_text(r: RunResult) -> str:
 
 
 def summary_text(r: RunResult, images_per_second: float) -> str:
+    n = r.views.count
     test = f"{100 * r.test_acc:.2f}% (best-validation checkpoint)" if math.isfinite(r.test_acc) else "not evaluated"
     rows = {
         "model": r.model_name,
@@ -273,8 +274,12 @@ def summary_text(r: RunResult, images_per_second: float) -> str:
         "best val accuracy": f"{100 * r.best_val_acc:.2f}% (epoch {r.best_epoch} of {r.epochs_run})",
         "test accuracy": test,
         # how both accuracies were measured, and how the logged MLflow model evaluates
-        **({"evaluation": "each image averaged with its mirror (trainer.tta_flip)"} if r.mirrored else {}),
-        "multiply-adds": f"{r.macs:,} per image" + (", twice that to evaluate with the mirror" if r.mirrored else ""),
+        **(
+            {"evaluation": f"each image's logits averaged over {n} views: {r.views.describe()} (trainer.tta_*)"}
+            if n > 1
+            else {}
+        ),
+        "multiply-adds": f"{r.macs:,} per image" + (f", {n}x that to evaluate the {n} views" if n > 1 else ""),
         "train time": f"{r.train_seconds:.1f}s ({r.train_seconds / r.epochs_run:.1f}s/epoch, "
         f"{images_per_second:,.0f} images/s)",
         "wall time": f"{r.wall_seconds:.1f}s ({fixed_cost_text(r)})",

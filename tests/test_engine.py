@@ -11,7 +11,7 @@ from torch import nn
 from mnist_sweep.config import TrainerConfig
 from mnist_sweep.data import Data, Split
 from mnist_sweep.engine import LRSchedule, fit, normalise, predict
-from mnist_sweep.models import ConvBlock, GAPHead, Net
+from mnist_sweep.models import PLAIN, ConvBlock, EvalViews, GAPHead, Net
 
 
 def toy_data(n: int = 256) -> Data:
@@ -60,17 +60,45 @@ def test_tta_flip_averages_the_logits_of_each_image_and_its_mirror():
     plain = predict(model, split, data.mean, data.std, 64)
     mirror = predict(model, mirrored, data.mean, data.std, 64)
     assert not torch.allclose(plain, mirror)
-    both = predict(model, split, data.mean, data.std, 64, tta_flip=True)
+    both = predict(model, split, data.mean, data.std, 64, views=EvalViews(mirror=True))
     torch.testing.assert_close(both, (plain + mirror) / 2)
 
 
-def test_tta_flip_is_what_validation_judges():
+def test_rotated_and_shifted_views_average_the_logits_of_each_view():
+    """trainer.tta_rotations / tta_shift: the logits are the mean over the image, each rotation and the four
+    shifts. A quarter turn samples pixel centres exactly, so it is torch.rot90; a shift by one pixel repeats the
+    edge row or column it uncovers."""
+    model, data = toy_model().eval(), toy_data()
+    images = data.val.images.clone()
+    images[..., :14] //= 2  # no symmetry, so that every view's logits differ
+    x = normalise(images, data.mean, data.std)
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    shifted = [padded[..., 1 + dy : 29 + dy, 1 + dx : 29 + dx] for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]
+    with torch.no_grad():
+        logits = [model(v) for v in (x, torch.rot90(x, -1, (-2, -1)), *shifted)]
+        assert not torch.allclose(logits[0], logits[1])
+        views = EvalViews(rotations=(90.0,), shift=1)
+        averaged = predict(model, Split(images, data.val.labels), data.mean, data.std, 64, views=views)
+    torch.testing.assert_close(averaged, torch.stack(logits).mean(0), atol=1e-5, rtol=1e-5)
+    assert views.count == 6 and PLAIN.count == 1
+    assert views.describe() == "the image, turned by +90 degrees, moved 1 pixel each way"
+
+
+def test_views_wrap_the_net_without_changing_its_state_dict():
+    model = toy_model()
+    wrapped = EvalViews(mirror=True, rotations=(-7.0, 7.0), shift=2).wrap(model)
+    assert set(wrapped.state_dict()) == {f"net.{k}" for k in model.state_dict()}  # rotation angles not saved
+    assert PLAIN.wrap(model) is model
+
+
+def test_test_time_views_are_what_validation_judges():
     seen = []
-    model, _ = train(TrainerConfig(epochs=2, batch_size=32, progress=False, tta_flip=True), on_epoch_end=seen.append)
+    settings = TrainerConfig(epochs=2, batch_size=32, progress=False, tta_flip=True, tta_rotations=[5.0], tta_shift=1)
+    model, _ = train(settings, on_epoch_end=seen.append)
     data = toy_data()
     loss = {
-        tta: F.cross_entropy(predict(model, data.val, data.mean, data.std, 64, tta_flip=tta), data.val.labels).item()
-        for tta in (False, True)
+        tta: F.cross_entropy(predict(model, data.val, data.mean, data.std, 64, views=v), data.val.labels).item()
+        for tta, v in ((False, PLAIN), (True, EvalViews.of(settings)))
     }
     assert loss[True] != loss[False]
     assert seen[-1].val_loss == pytest.approx(loss[True], rel=1e-5)  # the last epoch's weights are the model's

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import load_data
 from mnist_sweep.engine import normalise, predict
+from mnist_sweep.models import PLAIN, EvalViews
 from mnist_sweep.train import build_model, summary_text, train
 
 from .helpers import compose_config, run_cli
@@ -180,23 +181,34 @@ def test_runs_started_together_in_a_fresh_directory_share_one_store(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "mlflow.db"]  # no lock file left behind
 
 
-def test_tta_flip_tests_the_chosen_checkpoint_with_its_mirror(tmp_path, mnist_root):
-    """trainer.tta_flip: the one test evaluation averages each image's logits with its mirror's, on the checkpoint
-    validation chose; without the mirror the same checkpoint scores differently. The logged MLflow model mirrors
-    too: loaded back, it scores the run's test accuracy."""
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (["trainer.tta_flip=true"], "over 2 views: the image, its mirror (trainer.tta_*)"),
+        (
+            ["trainer.tta_rotations=[-7,-3.5,3.5,7]", "trainer.tta_shift=1"],
+            "over 9 views: the image, turned by -7, -3.5, +3.5, +7 degrees, moved 1 pixel each way (trainer.tta_*)",
+        ),
+    ],
+    ids=["mirror", "rotations and shifts"],
+)
+def test_test_time_views_test_the_chosen_checkpoint(tmp_path, mnist_root, overrides, said):
+    """trainer.tta_*: the one test evaluation averages each image's logits over its views, on the checkpoint
+    validation chose; with the image alone the same checkpoint scores differently. The logged MLflow model (a
+    torch.export program) averages the same views: loaded back, it scores the run's test accuracy."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = compose_config(*SMOKE, f"dataset.root={mnist_root}", f"tracking.tracking_uri={uri}", "trainer.tta_flip=true")
+    cfg = compose_config(*SMOKE, f"dataset.root={mnist_root}", f"tracking.tracking_uri={uri}", *overrides)
     result = train(cfg, tmp_path)
-    assert "averaged with its mirror (trainer.tta_flip)" in summary_text(result, 1.0)
+    assert said in summary_text(result, 1.0)
     model = build_model(cfg.model)
     model.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True))
     data = load_data(cfg.dataset, torch.device("cpu"))
     accuracy = {
-        tta: (predict(model, data.test, data.mean, data.std, 2048, tta_flip=tta).argmax(1) == data.test.labels)
+        tta: (predict(model, data.test, data.mean, data.std, 2048, views=v).argmax(1) == data.test.labels)
         .float()
         .mean()
         .item()
-        for tta in (False, True)
+        for tta, v in ((False, PLAIN), (True, EvalViews.of(cfg.trainer)))
     }
     assert result.test_acc == pytest.approx(accuracy[True], abs=1e-6)
     assert accuracy[True] != accuracy[False]
