@@ -168,6 +168,7 @@ def fit_to_budget(cfg: Any, entry: dict[str, Any]) -> dict[str, Any]:
     one gives it a trained, known-good design from the first trials, and stage 2 a baseline of the budget's size. An
     entry that no factor fits is queued as written (and rejected untrained if over budget), as are one that leaves
     knobs to the sampler (it has no size until they are drawn) and one that fits where budget.max_params is null."""
+    entry = with_dropout_switch(entry)
     try:
         fitting = fits(cfg, entry)
     except ValueError:  # optuna's FixedTrial: a knob the entry does not set
@@ -181,6 +182,19 @@ def fit_to_budget(cfg: Any, entry: dict[str, Any]) -> dict[str, Any]:
         if fits(cfg, scaled):
             return grown_back(cfg, scaled, entry, width["high"])
     return entry
+
+
+def with_dropout_switch(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry written before the space asked `dropout_on` (commit 72e06b4) names a rate only. Queued so, it left
+    the switch to the sampler, which could turn it off and drop the rate in silence, and it could not be fitted
+    (fit_to_budget counts only entries that set every knob). Its switch follows from its rate: on where the rate
+    drops anything (models.Dropout rounds p to 1/256, so 1/512 or less drops nothing), else off, without the rate
+    and its place, which the space asks only when on."""
+    if "dropout" not in entry or "dropout_on" in entry:
+        return entry
+    if entry["dropout"] > 1 / 512:
+        return {**entry, "dropout_on": True}
+    return {k: v for k, v in entry.items() if k not in ("dropout", "dropout_at")} | {"dropout_on": False}
 
 
 def scaled_widths(entry: dict[str, Any], scale: float, width: dict[str, int]) -> dict[str, Any]:

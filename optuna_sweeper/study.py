@@ -138,7 +138,8 @@ def checked_entry(
         raise SweepError(
             f"hydra.sweeper.warm_start[{index}] sets {unknown}, which are not searched params. Warm-start "
             f"entries may only name keys of hydra.sweeper.params that are sweeps: {sorted(space.distributions)}, "
-            "or the params a hydra.sweeper.custom_search_space suggests."
+            "or the params a hydra.sweeper.custom_search_space suggests for this entry (a define-by-run space may "
+            "ask for a param only under another's value: name that one too)."
         )
     return encoded
 

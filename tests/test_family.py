@@ -142,6 +142,24 @@ def test_a_seed_that_leaves_knobs_to_the_sampler_is_queued_as_written():
     assert fit_to_budget(compose_config("model=family", "budget.max_params=2000"), partial) == partial
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.001, 0.1])
+def test_an_entry_written_before_the_dropout_switch_is_queued_with_it(rate):
+    """A warm-start entry of the space before commit 72e06b4 names `dropout` without `dropout_on`: its switch follows
+    from the rate (off where the rate drops nothing), so it is fitted and runs as written, not with the switch left
+    to the sampler."""
+    cfg = compose_config("model=family", "budget.max_params=4000", "budget.max_macs=1000000")
+    current = warm_start_entries()[1]  # pool7k: dropout 0.1 after the pools
+    legacy = {k: v for k, v in current.items() if k != "dropout_on"} | {"dropout": rate}
+    fitted = fit_to_budget(cfg, legacy)
+    if rate == 0.1:
+        assert fitted == fit_to_budget(cfg, current)
+    else:
+        assert fitted["dropout_on"] is False and "dropout" not in fitted and "dropout_at" not in fitted
+        assert not_widths(fitted) | {"dropout_on": True, "dropout": 0.1, "dropout_at": "pool"} == not_widths(
+            fit_to_budget(cfg, current)
+        )
+
+
 def not_widths(entry: dict) -> dict:
     return {k: v for k, v in entry.items() if not WIDTH_PARAM.match(k)}
 
