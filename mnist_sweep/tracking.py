@@ -211,13 +211,15 @@ def log_epoch(m: EpochMetrics) -> None:
     )
 
 
-def log_result(result: FitResult, test_acc: float | None, n_params: int, macs: int) -> None:
-    """test_acc None: the run did not look at the test split (a stage-1 sweep trial)."""
+def log_result(result: FitResult, test_acc: float | None, n_params: int, macs: int, views: int = 1) -> None:
+    """test_acc None: the run did not look at the test split (a stage-1 sweep trial). views: how many views of each
+    image every evaluation averaged (trainer.tta_*), so an evaluation costs views x macs."""
     metrics = {
         "best_val_acc": result.best_val_acc,
         "best_epoch": result.best_epoch,
         "n_params": n_params,
         "macs": macs,
+        "eval_views": views,
         "epochs_run": len(result.history),
         "train_seconds": result.train_seconds,
         "seconds_per_epoch": result.train_seconds / max(len(result.history), 1),  # (epoch_seconds: per step)

@@ -171,6 +171,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
     warn_if_emulated(cfg.trainer.amp, device)
     tracking.check_server(cfg)
     settings: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    views = EvalViews.of(settings)  # what every evaluation averages over (trainer.tta_*)
     teacher = load_teacher(settings.teacher, cfg, device) if settings.teacher else None
     watch.lap("setup")
     data = load_data(cfg.dataset, device)
@@ -195,11 +196,11 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
             model.load_state_dict(result.best_state)
         macs = int(stats.total_mult_adds)
         test_acc, test_preds = evaluate_test_once(model, data, settings)
-        tracking.log_result(result, None if math.isnan(test_acc) else test_acc, n_params, macs)
+        tracking.log_result(result, None if math.isnan(test_acc) else test_acc, n_params, macs, views.count)
         watch.lap("test")
         tracking.log_figures(result, data, test_preds)
         watch.lap("figures")
-        tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model, EvalViews.of(settings))
+        tracking.log_checkpoint(model, out_dir, cfg.tracking.log_model, views)
         watch.lap("checkpoint")
         wall_seconds = time.perf_counter() - started
         tracking.log_timing(wall_seconds, watch.phases)
@@ -217,7 +218,7 @@ def train(cfg: DictConfig, out_dir: Path, on_epoch_end=lambda metrics: None) -> 
         tracking.ui_link(run),
         macs=macs,
         phases=watch.phases,
-        views=EvalViews.of(settings),
+        views=views,
     )
     if cfg.get("optuna") is None:
         print_summary(outcome, result.images_per_second)

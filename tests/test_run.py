@@ -213,6 +213,7 @@ def test_test_time_views_test_the_chosen_checkpoint(tmp_path, mnist_root, overri
     assert result.test_acc == pytest.approx(accuracy[True], abs=1e-6)
     assert accuracy[True] != accuracy[False]
     mlflow.set_tracking_uri(uri)
+    assert mlflow.get_run(result.run_id).data.metrics["eval_views"] == EvalViews.of(cfg.trainer).count
     served = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
     with torch.no_grad():
         served_preds = served(normalise(data.test.images, data.mean, data.std).contiguous()).argmax(1)
