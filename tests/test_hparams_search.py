@@ -166,6 +166,21 @@ def test_the_long_stage_one_fashion_search_trains_stage_one_25_epochs_judged_at_
     assert (cfg.dataset.name, cfg.budget.max_params, cfg.budget.max_macs) == ("fashion_mnist", 20000, 4000000)
 
 
+def test_the_views_search_is_the_default_search_with_its_finalists_evaluated_on_nine_views():
+    """hparams_search/mnist_views: mnist_architecture's space, recipe and stage 1 unchanged; its finalists add the
+    rotations and shifts to mnist_family's finalist overrides, which it restates (a list override replaces)."""
+    cfg = compose_config("hydra/sweeper=optuna", "+hparams_search=mnist_views", with_hydra=True)
+    base = compose_config("hydra/sweeper=optuna", "+hparams_search=mnist_architecture", with_hydra=True)
+    assert cfg.hydra.sweeper.params == base.hydra.sweeper.params
+    assert cfg.hydra.sweeper.warm_start == base.hydra.sweeper.warm_start
+    views = ["trainer.tta_rotations=[-7,-3.5,3.5,7]", "trainer.tta_shift=1"]
+    assert list(cfg.hydra.sweeper.finalists.overrides) == [*base.hydra.sweeper.finalists.overrides, *views]
+    finalists = {k: v for k, v in cfg.hydra.sweeper.finalists.items() if k != "overrides"}
+    assert finalists == {k: v for k, v in base.hydra.sweeper.finalists.items() if k != "overrides"}
+    trainer = compose_config(*views).trainer  # each parses as the trainer setting it names
+    assert (list(trainer.tta_rotations), trainer.tta_shift) == ([-7, -3.5, 3.5, 7], 1)
+
+
 @pytest.mark.slow
 def test_a_lightning_style_sweep_config_runs_unchanged_with_its_params_alone(tmp_path, mnist_root):
     conf = tmp_path / "user_conf" / "hparams_search"

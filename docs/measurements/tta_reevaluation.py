@@ -2,7 +2,7 @@
 (trainer.tta_flip / tta_rotations / tta_shift), to decide on validation whether the views help (README, "Found by
 search": the mirror for Fashion-MNIST, rotations and shifts for digits). Each job is a Hydra job directory of a
 run (its .hydra/config.yaml and best.pt, the validation-chosen checkpoint). Prints per run: seed, validation
-plain / with the views, test plain / with the views, in %.
+plain / with the views, test plain / with the views, in %; then their means.
 
     python docs/measurements/tta_reevaluation.py --mirror multirun/*/*/[0-9]
     python docs/measurements/tta_reevaluation.py --rotations -7 -3.5 3.5 7 --shift 1 multirun/*/*/final_*
@@ -34,10 +34,15 @@ views = EvalViews(args.mirror, tuple(args.rotations), args.shift)
 if views.count == 1:
     parser.error("no views beyond the image itself: give --mirror, --rotations or --shift")
 
+rows = []
 for job in args.jobs:
     cfg = OmegaConf.load(f"{job}/.hydra/config.yaml")
     data = load_data(cfg.dataset, torch.device("cpu"))
     model = build_model(cfg.model)
     model.load_state_dict(torch.load(f"{job}/best.pt", weights_only=True))
-    figures = [accuracy(model, split, data, v) for split in (data.val, data.test) for v in (PLAIN, views)]
-    print(f"seed {cfg.seed}: val {figures[0]:.2f} / {figures[1]:.2f}, test {figures[2]:.2f} / {figures[3]:.2f}")
+    rows.append([accuracy(model, split, data, v) for split in (data.val, data.test) for v in (PLAIN, views)])
+    figures = rows[-1]
+    print(f"{job} seed {cfg.seed}: val {figures[0]:.2f} / {figures[1]:.2f}, test {figures[2]:.2f} / {figures[3]:.2f}")
+mean = [sum(column) / len(rows) for column in zip(*rows, strict=True)]
+print(f"mean of {len(rows)} runs ({views.describe()}): ", end="")
+print(f"val {mean[0]:.3f} / {mean[1]:.3f}, test {mean[2]:.3f} / {mean[3]:.3f}")
