@@ -216,7 +216,8 @@ class ViewAveraged(nn.Module):
         if self.views.mirror:
             total = total + self.net(x.flip(-1))
         for i in range(len(self.views.rotations)):
-            theta = self.thetas[i].to(x.dtype).expand(x.shape[0], 2, 3)
+            # predict wraps the net per call, so the buffer is made on the CPU: bring it to the batch's device
+            theta = self.thetas[i].to(device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 3)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             turned = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
             total = total + self.net(turned)
