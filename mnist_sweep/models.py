@@ -23,6 +23,12 @@ def _check_dropout(p: float) -> float:
     return p
 
 
+def dropped_bytes(p: float) -> int:
+    """Of every 256 byte values, how many Dropout drops at rate p: p rounded to 1/256 (one value always keeps), so
+    0 at 1/512 or less."""
+    return min(round(p * 256), 255)
+
+
 class Dropout(nn.Dropout):
     """nn.Dropout with a cheaper mask on CPU.
 
@@ -42,7 +48,7 @@ class Dropout(nn.Dropout):
             return x
         if x.device.type != "cpu" or not _is_dense(x):
             return super().forward(x)
-        dropped = min(round(self.p * 256), 255)  # of every 256 byte values, this many drop (one value always keeps)
+        dropped = dropped_bytes(self.p)
         if dropped == 0:  # p <= 1/512 drops nothing: no bits to draw (torch's generator is left where it was)
             return x
         bits = torch.empty((x.numel() + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)

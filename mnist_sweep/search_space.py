@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf, open_dict
 
 from mnist_sweep.family import AFTER, DROPOUT_AT, HEADS, LAST_AFTER, ORDERS
+from mnist_sweep.models import dropped_bytes
 
 # Two or three stages: one stage keeps 28x28 maps to the end (over the MACs cap, or too shallow to see digits
 # whole), and a fourth has at most 3x3 maps left to work on. Every seed has two or three.
@@ -192,7 +193,7 @@ def with_dropout_switch(entry: dict[str, Any]) -> dict[str, Any]:
     and its place, which the space asks only when on."""
     if "dropout" not in entry or "dropout_on" in entry:
         return entry
-    if entry["dropout"] > 1 / 512:
+    if dropped_bytes(entry["dropout"]) > 0:
         return {**entry, "dropout_on": True}
     return {k: v for k, v in entry.items() if k not in ("dropout", "dropout_at")} | {"dropout_on": False}
 
